@@ -1,0 +1,14 @@
+import type { PackageIndex } from './packages/index.js';
+import type { CacheTimes } from './config.js';
+
+/** What the routes need: the index being served and the settings that shape answers. */
+export interface RegistryContext {
+  index: PackageIndex;
+  cacheTime: CacheTimes;
+  allowUnknownQueryParameters: boolean;
+  serviceName: string;
+  serviceVersion: string;
+}
+
+/** EPR version this server answers as (Fleet and elastic-package read it from `/`). */
+export const SERVICE_VERSION = '1.40.1';

@@ -1,0 +1,82 @@
+import type { Request, Response } from 'express';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { cacheHeader } from './respond.js';
+import { HttpError } from './errors.js';
+
+/** A file body that can be sent whole or in one byte range. */
+export interface Servable {
+  size: number;
+  mtime?: Date;
+  contentType: string;
+  /** Opens bytes [start, end] inclusive. */
+  open(start: number, end: number): Promise<Readable>;
+}
+
+/** Bytes from a buffer already in memory. */
+export function bufferServable(buf: Buffer, contentType: string, mtime?: Date): Servable {
+  return {
+    size: buf.length,
+    mtime,
+    contentType,
+    open: async (start, end) => Readable.from([buf.subarray(start, end + 1)]),
+  };
+}
+
+type Range = { start: number; end: number } | 'unsatisfiable' | undefined;
+
+/** One `bytes=` range; several ranges, or a malformed header, mean "send it all" as RFC 9110 allows. */
+export function parseRange(header: string | undefined, size: number): Range {
+  if (!header) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (start >= size) return 'unsatisfiable';
+    if (end < start) return undefined;
+  }
+  return { start, end };
+}
+
+function notModified(req: Request, mtime: Date | undefined): boolean {
+  const ims = req.headers['if-modified-since'];
+  if (!ims || !mtime || req.headers['if-none-match']) return false;
+  const since = Date.parse(ims);
+  if (Number.isNaN(since)) return false;
+  // HTTP dates have whole seconds
+  return Math.floor(mtime.getTime() / 1000) * 1000 <= since;
+}
+
+export async function serveFile(req: Request, res: Response, s: Servable, cacheSeconds: number): Promise<void> {
+  cacheHeader(res, cacheSeconds);
+  res.setHeader('Accept-Ranges', 'bytes');
+  if (s.mtime) res.setHeader('Last-Modified', s.mtime.toUTCString());
+  if (notModified(req, s.mtime)) {
+    res.statusCode = 304;
+    res.end();
+    return;
+  }
+  res.setHeader('Content-Type', s.contentType);
+  const range = parseRange(req.headers.range, s.size);
+  if (range === 'unsatisfiable') throw HttpError.of('rangeNotSatisfiable', { 'Content-Range': `bytes */${s.size}` });
+  let start = 0;
+  let end = s.size - 1;
+  if (range) {
+    ({ start, end } = range);
+    res.statusCode = 206;
+    res.setHeader('Content-Range', `bytes ${start}-${end}/${s.size}`);
+  } else {
+    res.statusCode = 200;
+  }
+  res.setHeader('Content-Length', s.size === 0 ? 0 : end - start + 1);
+  if (req.method === 'HEAD' || s.size === 0) { res.end(); return; }
+  await pipeline(await s.open(start, end), res);
+}

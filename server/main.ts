@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+import { parseFlags, usage, UsageError, envName } from './flags.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger, isLogLevel } from './logger.js';
+import { describeFailures, listen, loadRegistry } from './registry.js';
+import { SERVICE_VERSION } from './context.js';
+
+/** Flags + EPR_* environment + config.yml -> index -> listen; SIGTERM drains and exits 0. */
+async function main(argv: string[]): Promise<number> {
+  let flags;
+  try {
+    flags = parseFlags(argv, process.env);
+  } catch (err) {
+    if (err instanceof UsageError) { process.stderr.write(`error: ${err.message}\n`); return 2; }
+    throw err;
+  }
+  const v = flags.values;
+  if (v.help) { process.stdout.write(usage()); return 0; }
+  if (v.version) { process.stdout.write(`package-registry ${SERVICE_VERSION}\n`); return 0; }
+  const level = String(v['log-level']);
+  const type = String(v['log-type']);
+  if (!isLogLevel(level)) { process.stderr.write(`error: --log-level must be debug, info, warn or error, got "${level}"\n`); return 2; }
+  if (type !== 'ecs' && type !== 'dev') { process.stderr.write(`error: --log-type must be ecs or dev, got "${type}"\n`); return 2; }
+  const logger = createLogger(level, type);
+
+  let config;
+  try {
+    config = loadConfig(String(v.config), flags.explicit.has('config'));
+  } catch (err) {
+    if (err instanceof ConfigError) { process.stderr.write(`error: invalid configuration ${err.message}\n`); return 2; }
+    throw err;
+  }
+  const validate = !v['disable-package-validation'];
+  logger.info('configuration', {
+    'config.source': config.source,
+    'config.package_paths': config.packagePaths,
+    'config.cache_time': config.cacheTime,
+    'config.address': v.address,
+    'config.validation': validate,
+    'config.require_package_signatures': v['require-package-signatures'],
+    'config.allow_unknown_query_parameters': v['allow-unknown-query-parameters'],
+  });
+
+  const started = Date.now();
+  const loaded = await loadRegistry({
+    config,
+    validate,
+    requireSignatures: Boolean(v['require-package-signatures']),
+    allowUnknownQueryParameters: Boolean(v['allow-unknown-query-parameters']),
+    serviceName: process.env.ELASTIC_APM_SERVICE_NAME || undefined,
+  });
+  const problems = describeFailures(loaded.failures);
+  if (v['dry-run']) {
+    if (problems.length > 0) {
+      process.stderr.write(`dry run: ${loaded.failures.length} package(s) with problems:\n${problems.map((p) => `  - ${p}\n`).join('')}`);
+      return 1;
+    }
+    process.stdout.write(`dry run: ${loaded.index.size} package versions of ${loaded.index.names().length} packages are valid (${config.packagePaths.length} package paths)\n`);
+    return 0;
+  }
+  if (problems.length > 0) {
+    if (validate) {
+      process.stderr.write(`error: ${loaded.failures.length} package(s) failed to load; not starting:\n${problems.map((p) => `  - ${p}\n`).join('')}`
+        + `(fix them, or start with --disable-package-validation / ${envName('disable-package-validation')}=true to skip what cannot be read)\n`);
+      return 1;
+    }
+    for (const p of problems) logger.warn('package skipped', { 'error.message': p });
+  }
+
+  let running;
+  try {
+    running = await listen(loaded.ctx, String(v.address), logger);
+  } catch (err) {
+    process.stderr.write(`error: cannot listen on ${v.address}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  logger.info(`package registry ready on ${running.url} (${loaded.index.size} package versions, indexed in ${Date.now() - started} ms)`, {
+    'server.address': running.url, 'package.count': loaded.index.size,
+  });
+  if (type === 'dev' || process.stdout.isTTY) process.stdout.write(`Serving ${loaded.index.size} package versions on ${running.url}\n`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info('shutting down: finishing in-flight requests', { 'process.signal': signal });
+      running.close().then(() => { logger.info('stopped'); resolve(0); });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: Error) => {
+  process.stderr.write(`error: ${err.message}\n`);
+  process.exitCode = 1;
+});

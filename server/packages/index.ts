@@ -1,0 +1,105 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DirectorySource, SourceError, ZipSource, type PackageSource } from './source.js';
+import { loadPackage, Package, PackageLoadError, type LoadOptions } from './package.js';
+import { mergeFirstWins, type Shadowed } from './precedence.js';
+import { compareVersions } from './versions.js';
+import { scanPackagePath } from './scan.js';
+import type { Problem } from './validate.js';
+import { byteCompare } from './source.js';
+
+/** Every package version being served, merged from the package paths. */
+export class PackageIndex {
+  readonly all: Package[];
+  private readonly byName: Map<string, Package[]>;
+
+  constructor(packages: Package[]) {
+    this.all = [...packages].sort((a, b) => byteCompare(a.name, b.name) || compareVersions(a.semver, b.semver));
+    this.byName = new Map();
+    for (const p of this.all) {
+      const list = this.byName.get(p.name) ?? [];
+      list.push(p);
+      this.byName.set(p.name, list);
+    }
+    applyNewestDeprecation(this.byName);
+  }
+
+  get size(): number { return this.all.length; }
+  names(): string[] { return [...this.byName.keys()]; }
+  /** All versions of a package, oldest first. */
+  versions(name: string): Package[] { return this.byName.get(name) ?? []; }
+  get(name: string, version: string): Package | undefined {
+    return this.byName.get(name)?.find((p) => p.version === version);
+  }
+}
+
+/** The newest version's deprecation notice is what every version of that package reports. */
+function applyNewestDeprecation(byName: Map<string, Package[]>): void {
+  for (const versions of byName.values()) {
+    const notice = versions[versions.length - 1].info.deprecated;
+    if (notice === undefined) continue;
+    for (const p of versions) {
+      p.summary = withKeyAfter(p.summary, 'deprecated', notice, 'categories');
+      p.info = withKeyAfter(p.info, 'deprecated', notice, 'categories');
+    }
+  }
+}
+
+function withKeyAfter<T extends Record<string, unknown>>(o: T, key: string, value: unknown, after: string): T {
+  if (key in o) return { ...o, [key]: value };
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    out[k] = v;
+    if (k === after) out[key] = value;
+  }
+  if (!(key in out)) out[key] = value;
+  return out as T;
+}
+
+export interface IndexLoadResult {
+  index: PackageIndex;
+  /** Packages that could not be loaded, each with every problem found. */
+  failures: PackageLoadError[];
+  shadowed: Array<Shadowed<Package>>;
+}
+
+/** Loads all packages of one path (a layer), in scan order. */
+export async function loadPackagePath(root: string, opts: LoadOptions): Promise<{ packages: Package[]; failures: PackageLoadError[] }> {
+  const packages: Package[] = [];
+  const failures: PackageLoadError[] = [];
+  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) {
+    failures.push(new PackageLoadError(root, [{ file: root, message: 'package path does not exist or is not a directory' }]));
+    return { packages, failures };
+  }
+  const found = scanPackagePath(root);
+  const opens: Array<() => Promise<PackageSource>> = [
+    ...found.zips.map((z) => () => ZipSource.open(z)),
+    ...found.directories.map((d) => async () => new DirectorySource(d)),
+  ];
+  const locations = [...found.zips, ...found.directories];
+  for (let i = 0; i < opens.length; i++) {
+    try {
+      packages.push(await loadPackage(await opens[i](), opts));
+    } catch (err) {
+      if (err instanceof PackageLoadError) failures.push(err);
+      else if (err instanceof SourceError) failures.push(new PackageLoadError(locations[i], [{ file: err.file ?? locations[i], message: err.message }]));
+      else failures.push(new PackageLoadError(locations[i], [{ file: locations[i], message: (err as Error).message }]));
+    }
+  }
+  return { packages, failures };
+}
+
+/** Loads every package path and merges them with the first-wins rule. */
+export async function loadPackageIndex(packagePaths: string[], opts: LoadOptions): Promise<IndexLoadResult> {
+  const layers: Package[][] = [];
+  const failures: PackageLoadError[] = [];
+  for (const p of packagePaths) {
+    const loaded = await loadPackagePath(path.resolve(p), opts);
+    layers.push(loaded.packages);
+    failures.push(...loaded.failures);
+  }
+  const merged = mergeFirstWins(layers);
+  return { index: new PackageIndex(merged.winners), failures, shadowed: merged.shadowed };
+}
+
+export type { Problem };

@@ -1,0 +1,105 @@
+import path from 'node:path';
+import semver, { type SemVer } from 'semver';
+import { parseConfigYaml, YamlError, type ConfigMap } from './yamlconfig.js';
+import { buildPackageDocuments, type DataStreamManifest, type PackageFacts } from './manifest.js';
+import type { JsonObject } from './fields.js';
+import { byteCompare, DirectorySource, ZipSource, type PackageSource } from './source.js';
+import { checkDataStreamManifest, checkPackageManifest, type Problem } from './validate.js';
+import fs from 'node:fs';
+
+/** A package version ready to be served: its source of files and its JSON documents. */
+export class Package {
+  constructor(
+    readonly source: PackageSource,
+    readonly facts: PackageFacts,
+    readonly semver: SemVer,
+    /** The search entry and the package info, as EPR sends them. */
+    public summary: JsonObject,
+    public info: JsonObject,
+    /** Absolute path of the detached signature, for zip packages that have one. */
+    readonly signatureFile?: string,
+  ) {}
+
+  get name(): string { return this.facts.name; }
+  get version(): string { return this.facts.version; }
+  get key(): string { return `${this.facts.name}-${this.facts.version}`; }
+  get kind(): 'zip' | 'directory' { return this.source.kind; }
+}
+
+export class PackageLoadError extends Error {
+  constructor(readonly location: string, readonly problems: Problem[]) {
+    super(problems.map((p) => `${p.file}${p.field ? `: ${p.field}` : ''}: ${p.message}`).join('; '));
+  }
+}
+
+export interface LoadOptions {
+  /** When false, problems that still leave a usable package are tolerated. */
+  validate: boolean;
+}
+
+/** Files listed depth by depth (EPR's `assets` order), keeping the source order within a depth. */
+export function assetOrder(files: string[]): string[] {
+  const depth = (p: string) => p.split('/').length;
+  return files.map((p, i) => ({ p, i })).sort((a, b) => depth(a.p) - depth(b.p) || a.i - b.i).map((x) => x.p);
+}
+
+async function parseManifest(source: PackageSource, rel: string, display: string, problems: Problem[]): Promise<ConfigMap | undefined> {
+  try {
+    return parseConfigYaml((await source.readFile(rel)).toString('utf8'));
+  } catch (err) {
+    const line = err instanceof YamlError && err.line ? ` (line ${err.line})` : '';
+    problems.push({ file: display, message: `${(err as Error).message}${line}` });
+    return undefined;
+  }
+}
+
+export async function loadPackage(source: PackageSource, opts: LoadOptions): Promise<Package> {
+  const problems: Problem[] = [];
+  const display = (rel: string) => path.join(source.location, rel);
+  if (!source.file('manifest.yml')) throw new PackageLoadError(source.location, [{ file: display('manifest.yml'), message: 'file is missing' }]);
+  const manifest = await parseManifest(source, 'manifest.yml', display('manifest.yml'), problems);
+  if (!manifest) throw new PackageLoadError(source.location, problems);
+  const fatal: Problem[] = checkPackageManifest(display('manifest.yml'), manifest);
+
+  const name = String(manifest.name ?? '');
+  const version = String(manifest.version ?? '');
+  const parsed = semver.parse(version);
+  if (fatal.length > 0 || !parsed) throw new PackageLoadError(source.location, fatal.length ? fatal : [{ file: display('manifest.yml'), field: 'version', message: 'must be a semantic version' }]);
+
+  if (source instanceof DirectorySource) {
+    const versionDir = path.basename(source.location);
+    const nameDir = path.basename(path.dirname(source.location));
+    if (versionDir !== version || nameDir !== name) {
+      problems.push({ file: display('manifest.yml'), field: 'name/version', message: `manifest says ${name} ${version} but the package folder is ${nameDir}/${versionDir}` });
+    }
+  } else if (source instanceof ZipSource) {
+    if (source.topFolder !== `${name}-${version}`) {
+      problems.push({ file: source.location, field: 'name/version', message: `manifest says ${name} ${version} but the zip's top folder is ${source.topFolder}/` });
+    }
+  }
+  if (!source.file('docs/README.md')) problems.push({ file: display('docs/README.md'), message: 'file is missing (every package needs a README)' });
+
+  const files = source.files().map((f) => f.path);
+  const dsDirs = [...new Set(files.filter((f) => /^data_stream\/[^/]+\/manifest\.yml$/.test(f)).map((f) => f.split('/')[1]))].sort(byteCompare);
+  const dataStreams: DataStreamManifest[] = [];
+  for (const dir of dsDirs) {
+    const rel = `data_stream/${dir}/manifest.yml`;
+    const m = await parseManifest(source, rel, display(rel), problems);
+    if (!m) continue;
+    problems.push(...checkDataStreamManifest(display(rel), m));
+    const pipelineDir = `data_stream/${dir}/elasticsearch/ingest_pipeline/`;
+    const hasDefaultPipeline = files.some((f) => f === `${pipelineDir}default.json` || f === `${pipelineDir}default.yml`);
+    dataStreams.push({ dir, manifest: m, hasDefaultPipeline });
+  }
+  if (opts.validate && problems.length > 0) throw new PackageLoadError(source.location, problems);
+
+  const signatureFile = source instanceof ZipSource && fs.existsSync(`${source.location}.sig`) ? `${source.location}.sig` : undefined;
+  const docs = buildPackageDocuments({
+    manifest,
+    dataStreams,
+    assets: assetOrder(files),
+    hasReadme: source.file('docs/README.md') !== undefined,
+    hasSignature: signatureFile !== undefined,
+  });
+  return new Package(source, docs.facts, parsed, docs.summary, docs.info, signatureFile);
+}

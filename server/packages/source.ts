@@ -1,0 +1,196 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import yauzl from 'yauzl';
+
+/** One file of a package, by its path relative to the package root (always `/`-separated). */
+export interface PackageFile {
+  path: string;
+  size: number;
+  /** Last modification time; undefined where the source has none worth sending (zip entries). */
+  mtime?: Date;
+}
+
+/**
+ * Where a package's files live. Directory and zip packages (and later a baked
+ * index) all sit behind this one interface, so nothing above it cares which.
+ */
+export interface PackageSource {
+  readonly kind: 'directory' | 'zip';
+  /** The package directory, or the .zip file. */
+  readonly location: string;
+  /** Files only, in the source's natural order: a sorted walk, or the zip's entry order. */
+  files(): PackageFile[];
+  file(relPath: string): PackageFile | undefined;
+  readFile(relPath: string): Promise<Buffer>;
+  openStream(relPath: string): Promise<Readable>;
+}
+
+export class SourceError extends Error {
+  constructor(message: string, readonly file?: string) {
+    super(message);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+export class DirectorySource implements PackageSource {
+  readonly kind = 'directory' as const;
+  private readonly list: PackageFile[];
+  private readonly byPath: Map<string, PackageFile>;
+
+  constructor(readonly location: string) {
+    this.list = walkFiles(location);
+    this.byPath = new Map(this.list.map((f) => [f.path, f]));
+  }
+
+  files(): PackageFile[] { return this.list; }
+  file(relPath: string): PackageFile | undefined { return this.byPath.get(relPath); }
+
+  async readFile(relPath: string): Promise<Buffer> {
+    return fs.promises.readFile(this.resolve(relPath));
+  }
+
+  async openStream(relPath: string): Promise<Readable> {
+    return fs.createReadStream(this.resolve(relPath));
+  }
+
+  /** Only paths the walk found can be opened: nothing outside the package folder. */
+  resolve(relPath: string): string {
+    if (!this.byPath.has(relPath)) throw new SourceError(`no file ${relPath} in package`, relPath);
+    return path.join(this.location, ...relPath.split('/'));
+  }
+}
+
+/** Byte-order comparison, as Go sorts names: independent of locale. */
+export function byteCompare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** All regular files below `root` in a sorted depth-first walk; links that leave `root` are skipped. */
+export function walkFiles(root: string): PackageFile[] {
+  const out: PackageFile[] = [];
+  const realRoot = fs.realpathSync(root);
+  const visit = (dir: string, rel: string) => {
+    const names = fs.readdirSync(dir).sort(byteCompare);
+    for (const name of names) {
+      const abs = path.join(dir, name);
+      const relPath = rel ? `${rel}/${name}` : name;
+      let st = fs.lstatSync(abs);
+      if (st.isSymbolicLink()) {
+        let real: string;
+        try { real = fs.realpathSync(abs); } catch { continue; }
+        if (real !== realRoot && !real.startsWith(realRoot + path.sep)) continue;
+        st = fs.statSync(abs);
+      }
+      if (st.isDirectory()) visit(abs, relPath);
+      else if (st.isFile()) out.push({ path: relPath, size: st.size, mtime: st.mtime });
+    }
+  };
+  visit(root, '');
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+
+interface ZipEntryRef extends PackageFile { entryName: string }
+
+/** A package kept as `<name>-<version>.zip`, read in place; entries are checked once at load. */
+export class ZipSource implements PackageSource {
+  readonly kind = 'zip' as const;
+  private constructor(
+    readonly location: string,
+    readonly topFolder: string,
+    private readonly list: ZipEntryRef[],
+    private readonly byPath: Map<string, ZipEntryRef>,
+    readonly hasDirectoryEntries: boolean,
+  ) {}
+
+  static async open(location: string): Promise<ZipSource> {
+    const names = await listZipEntries(location);
+    const files: ZipEntryRef[] = [];
+    const tops = new Set<string>();
+    let dirEntries = false;
+    for (const e of names) {
+      const problem = unsafeEntryName(e.name);
+      if (problem) throw new SourceError(`unsafe entry "${e.name}" in ${path.basename(location)}: ${problem}`, location);
+      const slash = e.name.indexOf('/');
+      tops.add(slash < 0 ? e.name : e.name.slice(0, slash));
+      if (e.name.endsWith('/')) { dirEntries = true; continue; }
+      if (slash < 0) continue;
+      files.push({ entryName: e.name, path: e.name.slice(slash + 1), size: e.size });
+    }
+    if (tops.size !== 1) {
+      throw new SourceError(`${path.basename(location)} must hold exactly one top folder <name>-<version>/, found ${tops.size === 0 ? 'none' : [...tops].sort(byteCompare).join(', ')}`, location);
+    }
+    const top = [...tops][0];
+    return new ZipSource(location, top, files, new Map(files.map((f) => [f.path, f])), dirEntries);
+  }
+
+  files(): PackageFile[] { return this.list; }
+  file(relPath: string): PackageFile | undefined { return this.byPath.get(relPath); }
+
+  async readFile(relPath: string): Promise<Buffer> {
+    const stream = await this.openStream(relPath);
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  openStream(relPath: string): Promise<Readable> {
+    const ref = this.byPath.get(relPath);
+    if (!ref) return Promise.reject(new SourceError(`no file ${relPath} in package`, relPath));
+    return openZipEntry(this.location, ref.entryName);
+  }
+}
+
+/** Why a zip entry name could escape its folder, or undefined when it is safe. */
+export function unsafeEntryName(name: string): string | undefined {
+  if (name.includes('\\')) return 'backslash in path';
+  if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) return 'absolute path';
+  if (name.split('/').some((seg) => seg === '..')) return 'parent directory reference';
+  if (name.includes('\0')) return 'NUL in path';
+  return undefined;
+}
+
+function openZip(location: string): Promise<yauzl.ZipFile> {
+  return new Promise((resolve, reject) => {
+    // validateEntrySizes guards against archives that lie about their sizes.
+    yauzl.open(location, { lazyEntries: true, autoClose: false, validateEntrySizes: true, decodeStrings: true, strictFileNames: false }, (err, zip) => {
+      if (err || !zip) reject(new SourceError(`cannot read zip ${path.basename(location)}: ${err?.message ?? 'unknown error'}`, location));
+      else resolve(zip);
+    });
+  });
+}
+
+async function listZipEntries(location: string): Promise<Array<{ name: string; size: number }>> {
+  const zip = await openZip(location);
+  return new Promise((resolve, reject) => {
+    const out: Array<{ name: string; size: number }> = [];
+    zip.on('entry', (e: yauzl.Entry) => { out.push({ name: e.fileName, size: e.uncompressedSize }); zip.readEntry(); });
+    zip.on('end', () => { zip.close(); resolve(out); });
+    zip.on('error', (err: Error) => { zip.close(); reject(new SourceError(`cannot read zip ${path.basename(location)}: ${err.message}`, location)); });
+    zip.readEntry();
+  });
+}
+
+async function openZipEntry(location: string, entryName: string): Promise<Readable> {
+  const zip = await openZip(location);
+  return new Promise((resolve, reject) => {
+    let found = false;
+    const fail = (err: Error) => { zip.close(); reject(err); };
+    zip.on('entry', (e: yauzl.Entry) => {
+      if (e.fileName !== entryName) { zip.readEntry(); return; }
+      found = true;
+      zip.openReadStream(e, (err, stream) => {
+        if (err || !stream) { fail(err ?? new Error('cannot open entry')); return; }
+        stream.on('end', () => zip.close());
+        stream.on('error', () => zip.close());
+        resolve(stream);
+      });
+    });
+    zip.on('end', () => { if (!found) fail(new SourceError(`no entry ${entryName}`, location)); });
+    zip.on('error', fail);
+    zip.readEntry();
+  });
+}

@@ -1,0 +1,18 @@
+import semver, { type SemVer } from 'semver';
+
+/**
+ * Version order used everywhere: semantic versioning precedence, so a
+ * pre-release sorts below its release and build metadata breaks no ties.
+ */
+export function compareVersions(a: SemVer | string, b: SemVer | string): number {
+  return semver.compare(a, b);
+}
+
+/** Strict `X.Y.Z[-pre][+build]`, as EPR requires in URLs. */
+export function isStrictSemver(v: string): boolean {
+  return semver.valid(v, { loose: false }) !== null && /^\d+\.\d+\.\d+/.test(v);
+}
+
+export function isPrerelease(v: SemVer): boolean {
+  return v.prerelease.length > 0;
+}

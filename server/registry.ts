@@ -1,0 +1,93 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { loadPackageIndex, type PackageIndex } from './packages/index.js';
+import type { PackageLoadError } from './packages/package.js';
+import { formatProblem } from './packages/validate.js';
+import type { RegistryConfig } from './config.js';
+import { createApp } from './app.js';
+import { SERVICE_VERSION, type RegistryContext } from './context.js';
+import type { Logger } from './logger.js';
+
+export interface RegistryOptions {
+  config: RegistryConfig;
+  validate: boolean;
+  requireSignatures: boolean;
+  allowUnknownQueryParameters: boolean;
+  serviceName?: string;
+}
+
+export interface LoadedRegistry {
+  index: PackageIndex;
+  failures: PackageLoadError[];
+  ctx: RegistryContext;
+}
+
+/** Indexes every package path; with signatures required, a zip without its .sig is a failure. */
+export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistry> {
+  const { index, failures } = await loadPackageIndex(opts.config.packagePaths, { validate: opts.validate });
+  if (opts.requireSignatures) {
+    for (const p of index.all) {
+      if (p.kind === 'zip' && !p.signatureFile) {
+        failures.push(Object.assign(new Error(`${p.source.location}: signature ${p.source.location}.sig is missing`), {
+          location: p.source.location,
+          problems: [{ file: `${p.source.location}.sig`, message: 'signature is missing (or start with --require-package-signatures=false)' }],
+        }) as PackageLoadError);
+      }
+    }
+  }
+  const ctx: RegistryContext = {
+    index,
+    cacheTime: opts.config.cacheTime,
+    allowUnknownQueryParameters: opts.allowUnknownQueryParameters,
+    serviceName: opts.serviceName ?? 'package-registry',
+    serviceVersion: SERVICE_VERSION,
+  };
+  return { index, failures, ctx };
+}
+
+export function describeFailures(failures: PackageLoadError[]): string[] {
+  return failures.flatMap((f) => f.problems.map(formatProblem));
+}
+
+export interface RunningServer {
+  server: http.Server;
+  url: string;
+  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then closes. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export function parseAddress(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  if (i < 0) throw new Error(`invalid address "${address}": expected host:port`);
+  const host = address.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(address.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid address "${address}": bad port`);
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+export async function listen(ctx: RegistryContext, address: string, logger: Logger): Promise<RunningServer> {
+  const app = createApp(ctx, logger);
+  const server = http.createServer({ maxHeaderSize: 16 * 1024 }, app);
+  server.keepAliveTimeout = 65_000;
+  const { host, port } = parseAddress(address);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => { server.off('error', reject); resolve(); });
+  });
+  const addr = server.address() as AddressInfo;
+  const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    server,
+    url: `http://${shownHost}:${addr.port}`,
+    close: (graceMs = 30_000) => new Promise<void>((resolve) => {
+      const force = setTimeout(() => server.closeAllConnections(), graceMs);
+      force.unref();
+      server.close(() => { clearTimeout(force); resolve(); });
+      // keep-alive connections with no request in flight would hold close() open
+      server.closeIdleConnections();
+      const idle = setInterval(() => server.closeIdleConnections(), 100);
+      idle.unref();
+      server.once('close', () => clearInterval(idle));
+    }),
+  };
+}

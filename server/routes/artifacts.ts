@@ -1,0 +1,51 @@
+import type { NextFunction, Request, Response } from 'express';
+import fs from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import type { RegistryContext } from '../context.js';
+import { HttpError } from '../http/errors.js';
+import { allowCors, cacheHeader } from '../http/respond.js';
+import { NAME_RE, requireVersion } from '../http/paths.js';
+import { serveFile } from '../http/serve-file.js';
+import { zipPackage } from '../packages/archive.js';
+
+const ARTIFACT_RE = /^\/epr\/[^/]+\/([a-z0-9_]+)-([^/]+)\.zip(\.sig)?$/;
+
+/**
+ * `/epr/{name}/{name}-{version}.zip` and its `.sig`. The first segment is not
+ * used for the lookup, as in EPR. Zip packages are sent as they are (ranges);
+ * directory packages are zipped on the fly, streamed.
+ */
+export function artifactRoute(ctx: RegistryContext) {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const m = ARTIFACT_RE.exec(req.path);
+    if (!m || !NAME_RE.test(m[1])) { next(); return; }
+    allowCors(res);
+    const [, name, rawVersion, sig] = m;
+    const version = requireVersion(decodeURIComponent(rawVersion));
+    const pkg = ctx.index.get(name, version);
+    if (sig) {
+      if (!pkg || !pkg.signatureFile) throw HttpError.of('signatureNotFound');
+      const st = await fs.promises.stat(pkg.signatureFile);
+      await serveFile(req, res, {
+        size: st.size, mtime: st.mtime, contentType: 'application/octet-stream',
+        open: async (start, end) => fs.createReadStream(pkg.signatureFile!, { start, end }),
+      }, ctx.cacheTime.catchAll);
+      return;
+    }
+    if (!pkg) throw HttpError.of('artifactNotFound');
+    if (pkg.source.kind === 'zip') {
+      const location = pkg.source.location;
+      const st = await fs.promises.stat(location);
+      await serveFile(req, res, {
+        size: st.size, mtime: st.mtime, contentType: 'application/zip',
+        open: async (start, end) => fs.createReadStream(location, { start, end }),
+      }, ctx.cacheTime.catchAll);
+      return;
+    }
+    res.statusCode = 200;
+    res.setHeader('Content-Type', 'application/zip');
+    cacheHeader(res, ctx.cacheTime.catchAll);
+    if (req.method === 'HEAD') { res.end(); return; }
+    await pipeline(zipPackage(pkg.source, pkg.key), res);
+  };
+}

@@ -1,0 +1,68 @@
+import type { NextFunction, Request, Response } from 'express';
+import type { RegistryContext } from '../context.js';
+import { allowCors, jsonBody, sendJson } from '../http/respond.js';
+import { HttpError } from '../http/errors.js';
+import { decodeSegments, NAME_RE, requireVersion } from '../http/paths.js';
+import { contentTypeFor } from '../http/content-type.js';
+import { bufferServable, serveFile, type Servable } from '../http/serve-file.js';
+import type { Package } from '../packages/package.js';
+import { DirectorySource } from '../packages/source.js';
+import fs from 'node:fs';
+
+/**
+ * `/package/{name}/{version}/` (package info), `/package/{name}/{version}`
+ * (301 to the slashed form) and `/package/{name}/{version}/{path}` (a file
+ * inside the package).
+ */
+export function packageRoute(ctx: RegistryContext) {
+  const infoCache = new WeakMap<Package, Buffer>();
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const raw = req.path.replace(/^\/package\//, '');
+    const [rawName, rawVersion, ...rest] = raw.split('/');
+    if (!req.path.startsWith('/package/') || !rawName || rawVersion === undefined || rawVersion === '' || !NAME_RE.test(rawName)) { next(); return; }
+    allowCors(res);
+    if (rest.length === 0) {
+      const q = req.originalUrl.indexOf('?');
+      res.redirect(301, `/package/${rawName}/${rawVersion}/${q < 0 ? '' : req.originalUrl.slice(q)}`);
+      return;
+    }
+    const version = requireVersion(decodeSegments(rawVersion)[0]);
+    const pkg = ctx.index.get(rawName, version);
+    if (rest.length === 1 && rest[0] === '') {
+      if (!pkg) throw HttpError.of('packageNotFound');
+      let body = infoCache.get(pkg);
+      if (!body) { body = jsonBody(pkg.info); infoCache.set(pkg, body); }
+      sendJson(res, body, ctx.cacheTime.index);
+      return;
+    }
+    const segments = decodeSegments(rest.join('/'));
+    if (segments.some((s) => s === '')) throw HttpError.of('invalidPath');
+    if (!pkg) throw HttpError.of('packageNotFound');
+    const file = pkg.source.file(segments.join('/'));
+    if (!file) throw HttpError.of('resourceNotFound');
+    await serveFile(req, res, await packageFileServable(pkg, file.path), ctx.cacheTime.catchAll);
+  };
+}
+
+async function packageFileServable(pkg: Package, rel: string): Promise<Servable> {
+  const source = pkg.source;
+  if (source instanceof DirectorySource) {
+    const abs = source.resolve(rel);
+    const st = await fs.promises.stat(abs);
+    const head = Buffer.alloc(Math.min(512, st.size));
+    if (head.length > 0) {
+      const fh = await fs.promises.open(abs, 'r');
+      try { await fh.read(head, 0, head.length, 0); } finally { await fh.close(); }
+    }
+    return {
+      size: st.size,
+      mtime: st.mtime,
+      contentType: contentTypeFor(rel, head),
+      open: async (start, end) => fs.createReadStream(abs, { start, end }),
+    };
+  }
+  // Entries of a zip are read whole: they are a package's small files, and ranges need offsets.
+  const buf = await source.readFile(rel);
+  const mtime = (await fs.promises.stat(source.location)).mtime;
+  return bufferServable(buf, contentTypeFor(rel, buf.subarray(0, 512)), mtime);
+}
