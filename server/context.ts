@@ -1,5 +1,6 @@
 import type { PackageIndex } from './packages/index.js';
 import type { CacheTimes } from './config.js';
+import type { Upstream } from './proxy.js';
 
 /** What the routes need: the index being served and the settings that shape answers. */
 export interface RegistryContext {
@@ -8,6 +9,8 @@ export interface RegistryContext {
   allowUnknownQueryParameters: boolean;
   serviceName: string;
   serviceVersion: string;
+  /** set in proxy mode */
+  upstream?: Upstream;
 }
 
 /** EPR version this server answers as (Fleet and elastic-package read it from `/`). */

@@ -20,6 +20,9 @@ export const FLAGS: FlagDef[] = [
   { name: 'disable-package-validation', type: 'boolean', default: false, help: 'Serve packages even when their manifests have problems' },
   { name: 'allow-unknown-query-parameters', type: 'boolean', default: true, help: 'Ignore unknown query parameters instead of answering 400' },
   { name: 'require-package-signatures', type: 'boolean', default: true, help: 'Refuse zip packages without a .zip.sig signature next to them' },
+  { name: 'feature-proxy-mode', type: 'boolean', default: false, help: 'Merge answers of the registry at --proxy-to with local ones, and fetch from it what is not local' },
+  { name: 'proxy-to', type: 'string', default: 'https://epr.elastic.co/', help: 'The upstream registry for proxy mode' },
+  { name: 'proxy-allow-insecure', type: 'boolean', default: false, help: 'Allow a plain http upstream and skip TLS verification of it' },
   { name: 'version', type: 'boolean', default: false, help: 'Print the version and exit' },
   { name: 'help', type: 'boolean', default: false, help: 'Show this help and exit' },
 ];

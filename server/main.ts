@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { createLogger, isLogLevel } from './logger.js';
 import { describeFailures, listen, loadRegistry } from './registry.js';
 import { SERVICE_VERSION } from './context.js';
+import { Upstream } from './proxy.js';
 
 /** Flags + EPR_* environment + config.yml -> index -> listen; SIGTERM drains and exits 0. */
 async function main(argv: string[]): Promise<number> {
@@ -39,8 +40,18 @@ async function main(argv: string[]): Promise<number> {
     'config.validation': validate,
     'config.require_package_signatures': v['require-package-signatures'],
     'config.allow_unknown_query_parameters': v['allow-unknown-query-parameters'],
+    'config.proxy_to': v['feature-proxy-mode'] ? v['proxy-to'] : undefined,
   });
 
+  let upstream: Upstream | undefined;
+  if (v['feature-proxy-mode']) {
+    try {
+      upstream = new Upstream({ baseUrl: String(v['proxy-to']), allowInsecure: Boolean(v['proxy-allow-insecure']), logger });
+    } catch (err) {
+      process.stderr.write(`error: ${(err as Error).message}\n`);
+      return 2;
+    }
+  }
   const started = Date.now();
   const loaded = await loadRegistry({
     config,
@@ -48,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
     requireSignatures: Boolean(v['require-package-signatures']),
     allowUnknownQueryParameters: Boolean(v['allow-unknown-query-parameters']),
     serviceName: process.env.ELASTIC_APM_SERVICE_NAME || undefined,
+    upstream,
   });
   const problems = describeFailures(loaded.failures);
   if (v['dry-run']) {

@@ -7,6 +7,7 @@ import type { RegistryConfig } from './config.js';
 import { createApp } from './app.js';
 import { SERVICE_VERSION, type RegistryContext } from './context.js';
 import type { Logger } from './logger.js';
+import type { Upstream } from './proxy.js';
 
 export interface RegistryOptions {
   config: RegistryConfig;
@@ -14,6 +15,7 @@ export interface RegistryOptions {
   requireSignatures: boolean;
   allowUnknownQueryParameters: boolean;
   serviceName?: string;
+  upstream?: Upstream;
 }
 
 export interface LoadedRegistry {
@@ -41,6 +43,7 @@ export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistr
     allowUnknownQueryParameters: opts.allowUnknownQueryParameters,
     serviceName: opts.serviceName ?? 'package-registry',
     serviceVersion: SERVICE_VERSION,
+    upstream: opts.upstream,
   };
   return { index, failures, ctx };
 }

@@ -159,8 +159,10 @@ export interface CategoryCount { id: string; count: number }
 
 /**
  * Category counts over a selection. With policy templates included, every
- * template adds one to each of its categories and to each of the package's,
- * except that a package's single template without categories adds nothing.
+ * template counts once for each of its own categories and once more for each
+ * category of the template and the package together (EPR's reference answers
+ * show both), except that a package whose single template has no categories
+ * adds nothing extra.
  */
 export function countCategories(selected: Selected[], includePolicyTemplates: boolean): Map<string, number> {
   const counts = new Map<string, number>();
@@ -171,8 +173,9 @@ export function countCategories(selected: Selected[], includePolicyTemplates: bo
     const templates = pkg.facts.policyTemplates;
     if (templates.length === 1 && templates[0].categories.length === 0) continue;
     for (const t of templates) {
-      for (const c of t.categories) add(c);
-      for (const c of pkg.facts.categories) if (!t.categories.includes(c)) add(c);
+      const own = new Set(t.categories);
+      for (const c of own) add(c);
+      for (const c of new Set([...own, ...pkg.facts.categories])) add(c);
     }
   }
   return counts;

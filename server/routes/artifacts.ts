@@ -24,7 +24,10 @@ export function artifactRoute(ctx: RegistryContext) {
     const version = requireVersion(decodeURIComponent(rawVersion));
     const pkg = ctx.index.get(name, version);
     if (sig) {
-      if (!pkg || !pkg.signatureFile) throw HttpError.of('signatureNotFound');
+      if (!pkg || !pkg.signatureFile) {
+        if (!pkg && ctx.upstream && await ctx.upstream.forward(req, res)) return;
+        throw HttpError.of('signatureNotFound');
+      }
       const st = await fs.promises.stat(pkg.signatureFile);
       await serveFile(req, res, {
         size: st.size, mtime: st.mtime, contentType: 'application/octet-stream',
@@ -32,7 +35,10 @@ export function artifactRoute(ctx: RegistryContext) {
       }, ctx.cacheTime.catchAll);
       return;
     }
-    if (!pkg) throw HttpError.of('artifactNotFound');
+    if (!pkg) {
+      if (ctx.upstream && await ctx.upstream.forward(req, res)) return;
+      throw HttpError.of('artifactNotFound');
+    }
     if (pkg.source.kind === 'zip') {
       const location = pkg.source.location;
       const st = await fs.promises.stat(location);

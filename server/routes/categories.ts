@@ -6,10 +6,11 @@ import { countCategories, selectPackages } from '../packages/filters.js';
 import { CATEGORIES, isKnownCategory } from '../packages/categories.js';
 import { byteCompare } from '../packages/source.js';
 import { obj } from '../packages/fields.js';
+import { mergeCategories } from '../proxy.js';
 
 /** `/categories`: how many of the selected packages fall in each category, sorted by id. */
 export function categoriesRoute(ctx: RegistryContext) {
-  return (req: Request, res: Response) => {
+  return async (req: Request, res: Response) => {
     const params = queryOf(req.originalUrl);
     checkUnknown(params, CATEGORIES_PARAMS, ctx.allowUnknownQueryParameters);
     const includeTemplates = parseBool(params, 'include_policy_templates') ?? false;
@@ -26,6 +27,7 @@ export function categoriesRoute(ctx: RegistryContext) {
         ['parent_title', parent ? (CATEGORIES[parent]?.title ?? parent) : undefined],
       ]);
     });
-    sendJson(res, jsonBody(body), ctx.cacheTime.categories);
+    const upstream = ctx.upstream ? await ctx.upstream.getJsonArray(req.originalUrl) : undefined;
+    sendJson(res, jsonBody(upstream ? mergeCategories(body, upstream) : body), ctx.cacheTime.categories);
   };
 }

@@ -29,7 +29,10 @@ export function packageRoute(ctx: RegistryContext) {
     const version = requireVersion(decodeSegments(rawVersion)[0]);
     const pkg = ctx.index.get(rawName, version);
     if (rest.length === 1 && rest[0] === '') {
-      if (!pkg) throw HttpError.of('packageNotFound');
+      if (!pkg) {
+        if (ctx.upstream && await ctx.upstream.forward(req, res)) return;
+        throw HttpError.of('packageNotFound');
+      }
       let body = infoCache.get(pkg);
       if (!body) { body = jsonBody(pkg.info); infoCache.set(pkg, body); }
       sendJson(res, body, ctx.cacheTime.index);
@@ -37,7 +40,10 @@ export function packageRoute(ctx: RegistryContext) {
     }
     const segments = decodeSegments(rest.join('/'));
     if (segments.some((s) => s === '')) throw HttpError.of('invalidPath');
-    if (!pkg) throw HttpError.of('packageNotFound');
+    if (!pkg) {
+      if (ctx.upstream && await ctx.upstream.forward(req, res)) return;
+      throw HttpError.of('packageNotFound');
+    }
     const file = pkg.source.file(segments.join('/'));
     if (!file) throw HttpError.of('resourceNotFound');
     await serveFile(req, res, await packageFileServable(pkg, file.path), ctx.cacheTime.catchAll);
