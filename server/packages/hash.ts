@@ -1,0 +1,20 @@
+import crypto from 'node:crypto';
+import type { PackageSource } from './source.js';
+import { byteCompare } from './source.js';
+
+/**
+ * A package's content hash: sha256 over its files (path, size and bytes) in
+ * sorted path order. It does not depend on the package being a directory or
+ * a zip, nor on timestamps, so two copies with the same files hash the same.
+ */
+export async function contentHash(source: PackageSource): Promise<string> {
+  const h = crypto.createHash('sha256');
+  const files = [...source.files()].sort((a, b) => byteCompare(a.path, b.path));
+  for (const f of files) {
+    const bytes = await source.readFile(f.path);
+    h.update(`${f.path}\0${bytes.length}\0`);
+    h.update(bytes);
+    h.update('\0');
+  }
+  return `sha256:${h.digest('hex')}`;
+}
