@@ -9,6 +9,8 @@ export interface FlagDef {
   type: 'string' | 'boolean';
   default: string | boolean;
   help: string;
+  /** read from the command line only (no EPR_* variable) */
+  cliOnly?: boolean;
 }
 
 export const FLAGS: FlagDef[] = [
@@ -23,8 +25,8 @@ export const FLAGS: FlagDef[] = [
   { name: 'feature-proxy-mode', type: 'boolean', default: false, help: 'Merge answers of the registry at --proxy-to with local ones, and fetch from it what is not local' },
   { name: 'proxy-to', type: 'string', default: 'https://epr.elastic.co/', help: 'The upstream registry for proxy mode' },
   { name: 'proxy-allow-insecure', type: 'boolean', default: false, help: 'Allow a plain http upstream and skip TLS verification of it' },
-  { name: 'version', type: 'boolean', default: false, help: 'Print the version and exit' },
-  { name: 'help', type: 'boolean', default: false, help: 'Show this help and exit' },
+  { name: 'version', type: 'boolean', default: false, help: 'Print the version and exit', cliOnly: true },
+  { name: 'help', type: 'boolean', default: false, help: 'Show this help and exit', cliOnly: true },
 ];
 
 export function envName(flag: string): string {
@@ -55,7 +57,7 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): { values: Fl
   const byName = new Map(FLAGS.map((f) => [f.name, f]));
   for (const f of FLAGS) {
     values[f.name] = f.default;
-    const fromEnv = env[envName(f.name)];
+    const fromEnv = f.cliOnly ? undefined : env[envName(f.name)];
     if (fromEnv !== undefined && fromEnv !== '') {
       values[f.name] = f.type === 'boolean' ? parseBoolValue(f.name, fromEnv, envName(f.name)) : fromEnv;
       explicit.add(f.name);
@@ -84,11 +86,11 @@ export function parseFlags(argv: string[], env: NodeJS.ProcessEnv): { values: Fl
 }
 
 export function usage(): string {
-  const lines = ['Usage: package-registry [flags]', '', 'Serves Elastic packages over the EPR HTTP API (the API Kibana Fleet uses).', '', 'Flags (each also as an environment variable):'];
+  const lines = ['Usage: package-registry [flags]', '', 'Serves Elastic packages over the EPR HTTP API (the API Kibana Fleet uses).', '', 'Flags (each also as an EPR_* environment variable; the command line wins):'];
   for (const f of FLAGS) {
     const def = f.type === 'boolean' ? (f.default ? ' (default true)' : '') : ` (default "${f.default}")`;
     lines.push(`  --${f.name}${f.type === 'string' ? ' <value>' : ''}`);
-    lines.push(`        ${f.help}${def}. Env: ${envName(f.name)}`);
+    lines.push(`        ${f.help}${def}.${f.cliOnly ? '' : ` Env: ${envName(f.name)}`}`);
   }
   return `${lines.join('\n')}\n`;
 }
