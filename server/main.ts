@@ -89,7 +89,8 @@ async function main(argv: string[]): Promise<number> {
   logger.info(`package registry ready on ${running.url} (${loaded.index.size} package versions, indexed in ${Date.now() - started} ms)`, {
     'server.address': running.url, 'package.count': loaded.index.size,
   });
-  if (type === 'dev' || process.stdout.isTTY) process.stdout.write(`Serving ${loaded.index.size} package versions on ${running.url}\n`);
+  const shown = /^(localhost|[\w.-]+):\d+$/.test(String(v.address)) && !String(v.address).startsWith('0.0.0.0') ? `http://${v.address}` : running.url;
+  process.stdout.write(`package-registry: serving ${loaded.index.size} package versions of ${loaded.index.names().length} packages from ${config.packagePaths.length} package path(s) on ${shown} (Ctrl-C to stop)\n`);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
