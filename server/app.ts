@@ -16,7 +16,6 @@ export function createApp(ctx: RegistryContext, logger: Logger): express.Express
   app.disable('etag');
   app.set('query parser', false);
 
-  app.use(accessLog(logger));
   app.use((req, res, next) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') { sendError(res, HttpError.of('methodNotAllowed', { Allow: 'GET, HEAD' })); return; }
     next();
@@ -47,22 +46,4 @@ export function createApp(ctx: RegistryContext, logger: Logger): express.Express
     sendError(res, HttpError.of('internal'));
   });
   return app;
-}
-
-function accessLog(logger: Logger) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    if (!logger.enabled('info')) { next(); return; }
-    const start = process.hrtime.bigint();
-    res.on('finish', () => {
-      logger.info('access', {
-        'http.request.method': req.method,
-        'url.original': req.originalUrl,
-        'http.response.status_code': res.statusCode,
-        'event.duration': Number(process.hrtime.bigint() - start),
-        'user_agent.original': req.headers['user-agent'],
-        'source.address': req.socket.remoteAddress,
-      });
-    });
-    next();
-  };
 }

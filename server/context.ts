@@ -1,6 +1,7 @@
 import type { PackageIndex } from './packages/index.js';
 import type { CacheTimes } from './config.js';
 import type { Upstream } from './proxy.js';
+import type { ResponseCache } from './http/response-cache.js';
 
 /** What the routes need: the index being served and the settings that shape answers. */
 export interface RegistryContext {
@@ -11,6 +12,8 @@ export interface RegistryContext {
   serviceVersion: string;
   /** set in proxy mode */
   upstream?: Upstream;
+  /** ready answers by URL; absent in proxy mode, where answers depend on the upstream */
+  answers?: ResponseCache;
 }
 
 /** EPR version this server answers as (Fleet and elastic-package read it from `/`). */

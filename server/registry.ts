@@ -8,6 +8,7 @@ import { createApp } from './app.js';
 import { SERVICE_VERSION, type RegistryContext } from './context.js';
 import type { Logger } from './logger.js';
 import type { Upstream } from './proxy.js';
+import { ResponseCache, writeAnswer } from './http/response-cache.js';
 
 export interface RegistryOptions {
   config: RegistryConfig;
@@ -44,12 +45,31 @@ export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistr
     serviceName: opts.serviceName ?? 'package-registry',
     serviceVersion: SERVICE_VERSION,
     upstream: opts.upstream,
+    answers: opts.upstream ? undefined : new ResponseCache(),
   };
   return { index, failures, ctx };
 }
 
 export function describeFailures(failures: PackageLoadError[]): string[] {
   return failures.flatMap((f) => f.problems.map(formatProblem));
+}
+
+/** One access-log line per request, with ECS field names. */
+function accessLogger(logger: Logger): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  if (!logger.enabled('info')) return () => undefined;
+  return (req, res) => {
+    const start = process.hrtime.bigint();
+    res.on('finish', () => {
+      logger.info('access', {
+        'http.request.method': req.method,
+        'url.original': req.url,
+        'http.response.status_code': res.statusCode,
+        'event.duration': Number(process.hrtime.bigint() - start),
+        'user_agent.original': req.headers['user-agent'],
+        'source.address': req.socket.remoteAddress,
+      });
+    });
+  };
 }
 
 export interface RunningServer {
@@ -70,7 +90,15 @@ export function parseAddress(address: string): { host: string; port: number } {
 
 export async function listen(ctx: RegistryContext, address: string, logger: Logger): Promise<RunningServer> {
   const app = createApp(ctx, logger);
-  const server = http.createServer({ maxHeaderSize: 16 * 1024 }, app);
+  const log = accessLogger(logger);
+  // Ready answers are written before the router sees the request: most of
+  // Fleet's traffic is the same few URLs, and the router costs more than the answer.
+  const server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+    log(req, res);
+    const ready = ctx.answers && (req.method === 'GET' || req.method === 'HEAD') ? ctx.answers.get(req.url ?? '') : undefined;
+    if (ready) writeAnswer(req, res, ready);
+    else app(req, res);
+  });
   server.keepAliveTimeout = 65_000;
   const { host, port } = parseAddress(address);
   await new Promise<void>((resolve, reject) => {

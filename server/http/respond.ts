@@ -1,6 +1,7 @@
 import type { Response } from 'express';
 import type { Json } from '../packages/fields.js';
 import type { HttpError } from './errors.js';
+import { makeAnswer, writeAnswer, type ResponseCache } from './response-cache.js';
 
 /** Matched routes let any origin read them, as EPR does (no other CORS headers). */
 export function allowCors(res: Response): void {
@@ -17,12 +18,14 @@ export function jsonBody(value: Json | unknown): Buffer {
   return Buffer.from(`${JSON.stringify(value, null, 2)}\n`, 'utf8');
 }
 
-export function sendJson(res: Response, body: Buffer, cacheSeconds: number): void {
-  res.statusCode = 200;
-  res.setHeader('Content-Type', 'application/json');
-  cacheHeader(res, cacheSeconds);
-  res.setHeader('Content-Length', body.length);
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+/**
+ * Sends a JSON answer (CORS, Cache-Control, strong ETag, compression) and,
+ * when a cache is given, keeps it for the next request of the same URL.
+ */
+export function sendJson(res: Response, body: Buffer, cacheSeconds: number, cache?: ResponseCache): void {
+  const answer = makeAnswer(body, 'application/json', cacheSeconds, true);
+  cache?.set(res.req.originalUrl, answer);
+  writeAnswer(res.req, res, answer);
 }
 
 /** Errors are plain text with a newline and are never cached. */

@@ -5,7 +5,7 @@ import type { RegistryContext } from '../context.js';
 import { HttpError } from '../http/errors.js';
 import { allowCors, cacheHeader } from '../http/respond.js';
 import { NAME_RE, requireVersion } from '../http/paths.js';
-import { serveFile } from '../http/serve-file.js';
+import { fileEtag, serveFile } from '../http/serve-file.js';
 import { zipPackage } from '../packages/archive.js';
 
 const ARTIFACT_RE = /^\/epr\/[^/]+\/([a-z0-9_]+)-([^/]+)\.zip(\.sig)?$/;
@@ -30,7 +30,7 @@ export function artifactRoute(ctx: RegistryContext) {
       }
       const st = await fs.promises.stat(pkg.signatureFile);
       await serveFile(req, res, {
-        size: st.size, mtime: st.mtime, contentType: 'application/octet-stream',
+        size: st.size, mtime: st.mtime, etag: fileEtag(st.size, st.mtime), contentType: 'application/octet-stream',
         open: async (start, end) => fs.createReadStream(pkg.signatureFile!, { start, end }),
       }, ctx.cacheTime.catchAll);
       return;
@@ -43,7 +43,7 @@ export function artifactRoute(ctx: RegistryContext) {
       const location = pkg.source.location;
       const st = await fs.promises.stat(location);
       await serveFile(req, res, {
-        size: st.size, mtime: st.mtime, contentType: 'application/zip',
+        size: st.size, mtime: st.mtime, etag: fileEtag(st.size, st.mtime), contentType: 'application/zip',
         open: async (start, end) => fs.createReadStream(location, { start, end }),
       }, ctx.cacheTime.catchAll);
       return;

@@ -28,6 +28,6 @@ export function categoriesRoute(ctx: RegistryContext) {
       ]);
     });
     const upstream = ctx.upstream ? await ctx.upstream.getJsonArray(req.originalUrl) : undefined;
-    sendJson(res, jsonBody(upstream ? mergeCategories(body, upstream) : body), ctx.cacheTime.categories);
+    sendJson(res, jsonBody(upstream ? mergeCategories(body, upstream) : body), ctx.cacheTime.categories, ctx.answers);
   };
 }

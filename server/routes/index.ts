@@ -6,7 +6,7 @@ import { FAVICON } from './favicon.js';
 /** `/` and `/index.json`: who is answering. */
 export function indexRoute(ctx: RegistryContext) {
   const body = jsonBody({ 'service.name': ctx.serviceName, 'service.version': ctx.serviceVersion });
-  return (_req: Request, res: Response) => sendJson(res, body, ctx.cacheTime.index);
+  return (_req: Request, res: Response) => sendJson(res, body, ctx.cacheTime.index, ctx.answers);
 }
 
 /** `/health`: 200 with an empty body; the server binds only once indexing is done. */

@@ -4,7 +4,7 @@ import { allowCors, jsonBody, sendJson } from '../http/respond.js';
 import { HttpError } from '../http/errors.js';
 import { decodeSegments, NAME_RE, requireVersion } from '../http/paths.js';
 import { contentTypeFor } from '../http/content-type.js';
-import { bufferServable, serveFile, type Servable } from '../http/serve-file.js';
+import { bufferServable, fileEtag, serveFile, type Servable } from '../http/serve-file.js';
 import type { Package } from '../packages/package.js';
 import { DirectorySource } from '../packages/source.js';
 import fs from 'node:fs';
@@ -15,7 +15,6 @@ import fs from 'node:fs';
  * inside the package).
  */
 export function packageRoute(ctx: RegistryContext) {
-  const infoCache = new WeakMap<Package, Buffer>();
   return async (req: Request, res: Response, next: NextFunction) => {
     const raw = req.path.replace(/^\/package\//, '');
     const [rawName, rawVersion, ...rest] = raw.split('/');
@@ -33,9 +32,7 @@ export function packageRoute(ctx: RegistryContext) {
         if (ctx.upstream && await ctx.upstream.forward(req, res)) return;
         throw HttpError.of('packageNotFound');
       }
-      let body = infoCache.get(pkg);
-      if (!body) { body = jsonBody(pkg.info); infoCache.set(pkg, body); }
-      sendJson(res, body, ctx.cacheTime.index);
+      sendJson(res, jsonBody(pkg.info), ctx.cacheTime.index, ctx.answers);
       return;
     }
     const segments = decodeSegments(rest.join('/'));
@@ -54,15 +51,18 @@ async function packageFileServable(pkg: Package, rel: string): Promise<Servable>
   const source = pkg.source;
   if (source instanceof DirectorySource) {
     const abs = source.resolve(rel);
-    const st = await fs.promises.stat(abs);
-    const head = Buffer.alloc(Math.min(512, st.size));
+    const st = await fs.promises.stat(abs, { bigint: true });
+    const size = Number(st.size);
+    const mtime = new Date(Number(st.mtimeMs));
+    const head = Buffer.alloc(Math.min(512, size));
     if (head.length > 0) {
       const fh = await fs.promises.open(abs, 'r');
       try { await fh.read(head, 0, head.length, 0); } finally { await fh.close(); }
     }
     return {
-      size: st.size,
-      mtime: st.mtime,
+      size,
+      mtime,
+      etag: fileEtag(size, mtime, st.mtimeNs),
       contentType: contentTypeFor(rel, head),
       open: async (start, end) => fs.createReadStream(abs, { start, end }),
     };

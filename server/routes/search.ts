@@ -12,6 +12,6 @@ export function searchRoute(ctx: RegistryContext) {
     checkUnknown(params, SEARCH_PARAMS, ctx.allowUnknownQueryParameters);
     const local = selectPackages(ctx.index.all, parseFilter(params)).map(searchEntry);
     const upstream = ctx.upstream ? await ctx.upstream.getJsonArray(req.originalUrl) : undefined;
-    sendJson(res, jsonBody(upstream ? mergeSearch(local, upstream) : local), ctx.cacheTime.search);
+    sendJson(res, jsonBody(upstream ? mergeSearch(local, upstream) : local), ctx.cacheTime.search, ctx.answers);
   };
 }

@@ -1,0 +1,108 @@
+import crypto from 'node:crypto';
+import zlib from 'node:zlib';
+import type http from 'node:http';
+
+/**
+ * Ready-made answers for the JSON routes. The package index never changes
+ * while the server runs, so an answer computed once for a URL is the answer
+ * for every later request of that URL: it is kept here with its headers, its
+ * strong ETag and (made on first demand) its gzip and brotli forms, and
+ * written straight to the socket without going through the router.
+ */
+export interface CachedAnswer {
+  body: Buffer;
+  etag: string;
+  contentType: string;
+  cacheControl: string;
+  cors: boolean;
+  gzip?: Buffer;
+  br?: Buffer;
+}
+
+/** Smaller bodies are not worth compressing. */
+const MIN_COMPRESS = 1024;
+
+export function strongEtag(body: Buffer): string {
+  return `"${crypto.createHash('sha256').update(body).digest('base64url').slice(0, 32)}"`;
+}
+
+export function makeAnswer(body: Buffer, contentType: string, cacheSeconds: number, cors: boolean): CachedAnswer {
+  return { body, etag: strongEtag(body), contentType, cacheControl: `max-age=${cacheSeconds}, public`, cors };
+}
+
+/** True when an If-None-Match header names this ETag (or `*`). */
+export function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (!ifNoneMatch) return false;
+  if (ifNoneMatch.trim() === '*') return true;
+  return ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}
+
+type Encoding = 'br' | 'gzip' | undefined;
+
+export function preferredEncoding(acceptEncoding: string | undefined): Encoding {
+  if (!acceptEncoding) return undefined;
+  const accepted = new Map<string, number>();
+  for (const part of acceptEncoding.split(',')) {
+    const [name, ...params] = part.trim().toLowerCase().split(';');
+    const q = params.map((p) => /^\s*q=([\d.]+)\s*$/.exec(p)).find(Boolean);
+    accepted.set(name.trim(), q ? Number(q[1]) : 1);
+  }
+  const ok = (e: string) => (accepted.get(e) ?? accepted.get('*') ?? 0) > 0;
+  if (ok('br')) return 'br';
+  if (ok('gzip')) return 'gzip';
+  return undefined;
+}
+
+function encoded(a: CachedAnswer, enc: Encoding): Buffer | undefined {
+  if (!enc || a.body.length < MIN_COMPRESS) return undefined;
+  if (enc === 'gzip') return (a.gzip ??= zlib.gzipSync(a.body, { level: 6 }));
+  return (a.br ??= zlib.brotliCompressSync(a.body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 } }));
+}
+
+/** Writes a ready answer: 304 on a matching If-None-Match, compressed when the client takes it. */
+export function writeAnswer(req: http.IncomingMessage, res: http.ServerResponse, a: CachedAnswer): void {
+  const headers: http.OutgoingHttpHeaders = {
+    'Content-Type': a.contentType,
+    'Cache-Control': a.cacheControl,
+    ETag: a.etag,
+    Vary: 'Accept-Encoding',
+  };
+  if (a.cors) headers['Access-Control-Allow-Origin'] = '*';
+  if (etagMatches(req.headers['if-none-match'], a.etag)) {
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
+  const enc = preferredEncoding(req.headers['accept-encoding']);
+  const compressed = encoded(a, enc);
+  const body = compressed ?? a.body;
+  if (compressed) headers['Content-Encoding'] = enc;
+  headers['Content-Length'] = body.length;
+  res.writeHead(200, headers);
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** A bounded map from request URL to answer; the oldest entries go first when it is full. */
+export class ResponseCache {
+  private readonly map = new Map<string, CachedAnswer>();
+  private bytes = 0;
+
+  constructor(private readonly maxEntries = 5000, private readonly maxBytes = 64 * 1024 * 1024) {}
+
+  get(url: string): CachedAnswer | undefined {
+    return this.map.get(url);
+  }
+
+  set(url: string, a: CachedAnswer): void {
+    if (this.map.has(url) || a.body.length > this.maxBytes / 4) return;
+    this.map.set(url, a);
+    this.bytes += a.body.length;
+    while (this.map.size > this.maxEntries || this.bytes > this.maxBytes) {
+      const [oldest, entry] = this.map.entries().next().value as [string, CachedAnswer];
+      this.map.delete(oldest);
+      this.bytes -= entry.body.length;
+    }
+  }
+
+  get size(): number { return this.map.size; }
+}
