@@ -60,7 +60,13 @@ async function main(argv: string[]): Promise<number> {
     allowUnknownQueryParameters: Boolean(v['allow-unknown-query-parameters']),
     serviceName: process.env.ELASTIC_APM_SERVICE_NAME || undefined,
     upstream,
+    // --dry-run checks the packages themselves, not a baked summary of them
+    useBakedIndex: !v['dry-run'],
   });
+  for (const n of loaded.notes) {
+    if (n.baked) logger.info('package path read from its baked index', { 'file.path': n.path });
+    else if (n.reason !== 'no baked index') logger.warn(`package path scanned: ${n.reason}`, { 'file.path': n.path });
+  }
   const problems = describeFailures(loaded.failures);
   if (v['dry-run']) {
     if (problems.length > 0) {

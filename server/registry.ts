@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadPackageIndex, type PackageIndex } from './packages/index.js';
+import { loadPackageIndex, type IndexLoadResult, type PackageIndex } from './packages/index.js';
 import type { PackageLoadError } from './packages/package.js';
 import { formatProblem } from './packages/validate.js';
 import type { RegistryConfig } from './config.js';
@@ -17,17 +17,19 @@ export interface RegistryOptions {
   allowUnknownQueryParameters: boolean;
   serviceName?: string;
   upstream?: Upstream;
+  useBakedIndex?: boolean;
 }
 
 export interface LoadedRegistry {
   index: PackageIndex;
   failures: PackageLoadError[];
+  notes: IndexLoadResult['notes'];
   ctx: RegistryContext;
 }
 
 /** Indexes every package path; with signatures required, a zip without its .sig is a failure. */
 export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistry> {
-  const { index, failures } = await loadPackageIndex(opts.config.packagePaths, { validate: opts.validate });
+  const { index, failures, notes } = await loadPackageIndex(opts.config.packagePaths, { validate: opts.validate, useBakedIndex: opts.useBakedIndex });
   if (opts.requireSignatures) {
     for (const p of index.all) {
       if (p.kind === 'zip' && !p.signatureFile) {
@@ -47,7 +49,7 @@ export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistr
     upstream: opts.upstream,
     answers: opts.upstream ? undefined : new ResponseCache(),
   };
-  return { index, failures, ctx };
+  return { index, failures, ctx, notes };
 }
 
 export function describeFailures(failures: PackageLoadError[]): string[] {

@@ -5,6 +5,7 @@ import { loadPackage, Package, PackageLoadError, type LoadOptions } from './pack
 import { mergeFirstWins, type Shadowed } from './precedence.js';
 import { compareVersions } from './versions.js';
 import { scanPackagePath } from './scan.js';
+import { readBakedIndex } from './baked.js';
 import type { Problem } from './validate.js';
 import { byteCompare } from './source.js';
 
@@ -61,6 +62,13 @@ export interface IndexLoadResult {
   /** Packages that could not be loaded, each with every problem found. */
   failures: PackageLoadError[];
   shadowed: Array<Shadowed<Package>>;
+  /** how each path was read: from its baked index, or scanned (and why) */
+  notes: Array<{ path: string; baked: boolean; reason?: string }>;
+}
+
+export interface IndexOptions extends LoadOptions {
+  /** use a path's baked index when it matches the path (default true) */
+  useBakedIndex?: boolean;
 }
 
 /** Loads all packages of one path (a layer), in scan order. */
@@ -90,16 +98,27 @@ export async function loadPackagePath(root: string, opts: LoadOptions): Promise<
 }
 
 /** Loads every package path and merges them with the first-wins rule. */
-export async function loadPackageIndex(packagePaths: string[], opts: LoadOptions): Promise<IndexLoadResult> {
+export async function loadPackageIndex(packagePaths: string[], opts: IndexOptions): Promise<IndexLoadResult> {
   const layers: Package[][] = [];
   const failures: PackageLoadError[] = [];
+  const notes: IndexLoadResult['notes'] = [];
   for (const p of packagePaths) {
-    const loaded = await loadPackagePath(path.resolve(p), opts);
+    const root = path.resolve(p);
+    if (opts.useBakedIndex !== false && fs.existsSync(root)) {
+      const baked = await readBakedIndex(root, opts);
+      if (baked.ok) {
+        layers.push(baked.packages);
+        notes.push({ path: root, baked: true });
+        continue;
+      }
+      notes.push({ path: root, baked: false, reason: baked.reason });
+    }
+    const loaded = await loadPackagePath(root, opts);
     layers.push(loaded.packages);
     failures.push(...loaded.failures);
   }
   const merged = mergeFirstWins(layers);
-  return { index: new PackageIndex(merged.winners), failures, shadowed: merged.shadowed };
+  return { index: new PackageIndex(merged.winners), failures, shadowed: merged.shadowed, notes };
 }
 
 export type { Problem };

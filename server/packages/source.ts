@@ -39,8 +39,9 @@ export class DirectorySource implements PackageSource {
   private readonly list: PackageFile[];
   private readonly byPath: Map<string, PackageFile>;
 
-  constructor(readonly location: string) {
-    this.list = walkFiles(location);
+  /** `files` skips the walk when the list is already known (a baked index). */
+  constructor(readonly location: string, files?: PackageFile[]) {
+    this.list = files ?? walkFiles(location);
     this.byPath = new Map(this.list.map((f) => [f.path, f]));
   }
 

@@ -1,0 +1,7 @@
+-----BEGIN PGP SIGNATURE-----
+
+iHUEABYIAB0WIQRiL2w7PcRqdnT0zcOg7/IBtv71OwUCawQtQgAKCRCg7/IBtv71
+O4IEAQD7wjTP8FRUEJkqnErtcShmdefd/3atQynDUaxKsFIchQD+IQzVxsdeghpj
+lqX761dYxn3kJtwxvPolG7z/n1WL2Qs=
+=86rs
+-----END PGP SIGNATURE-----
