@@ -36,6 +36,11 @@ export function createApp(ctx: RegistryContext, logger: Logger): express.Express
   app.use((_req: Request, res: Response) => sendError(res, HttpError.of('routeNotFound')));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     if (err instanceof HttpError) { sendError(res, err); return; }
+    if ((err as { code?: string }).code === 'ERR_STREAM_PREMATURE_CLOSE' || req.socket.destroyed) {
+      // the client went away mid-answer: nothing to send, nothing wrong here
+      logger.debug('client closed the connection before the answer was complete', { 'url.original': req.originalUrl });
+      return;
+    }
     const status = (err as { status?: number }).status;
     if (status && status >= 400 && status < 500) {
       // malformed requests caught by Express itself (bad URL encoding and the like)

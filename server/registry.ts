@@ -1,4 +1,7 @@
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { ZipCache } from './packages/archive.js';
 import type { AddressInfo } from 'node:net';
 import { loadPackageIndex, type IndexLoadResult, type PackageIndex } from './packages/index.js';
 import type { PackageLoadError } from './packages/package.js';
@@ -48,6 +51,7 @@ export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistr
     serviceVersion: SERVICE_VERSION,
     upstream: opts.upstream,
     answers: opts.upstream ? undefined : new ResponseCache(),
+    zips: new ZipCache(path.join(os.tmpdir(), `epr-zips-${process.pid}`)),
   };
   return { index, failures, ctx, notes };
 }
@@ -115,7 +119,7 @@ export async function listen(ctx: RegistryContext, address: string, logger: Logg
     close: (graceMs = 30_000) => new Promise<void>((resolve) => {
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
       force.unref();
-      server.close(() => { clearTimeout(force); resolve(); });
+      server.close(() => { clearTimeout(force); ctx.zips?.clear(); resolve(); });
       // keep-alive connections with no request in flight would hold close() open
       server.closeIdleConnections();
       const idle = setInterval(() => server.closeIdleConnections(), 100);

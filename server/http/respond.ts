@@ -1,3 +1,4 @@
+import type http from 'node:http';
 import type { Response } from 'express';
 import type { Json } from '../packages/fields.js';
 import type { HttpError } from './errors.js';
@@ -29,7 +30,7 @@ export function sendJson(res: Response, body: Buffer, cacheSeconds: number, cach
 }
 
 /** Errors are plain text with a newline and are never cached. */
-export function sendError(res: Response, err: HttpError): void {
+export function sendError(res: http.ServerResponse, err: HttpError): void {
   if (res.headersSent) { res.destroy(); return; }
   const body = Buffer.from(`${err.text}\n`, 'utf8');
   res.statusCode = err.status;
@@ -39,5 +40,5 @@ export function sendError(res: Response, err: HttpError): void {
   res.setHeader('Cache-Control', 'max-age=0, private, no-store');
   for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
   res.setHeader('Content-Length', body.length);
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+  res.end(res.req?.method === 'HEAD' ? undefined : body);
 }

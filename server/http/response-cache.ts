@@ -1,6 +1,9 @@
 import crypto from 'node:crypto';
 import zlib from 'node:zlib';
 import type http from 'node:http';
+import { HttpError } from './errors.js';
+import { sendError } from './respond.js';
+import { parseRange } from './serve-file.js';
 
 /**
  * Ready-made answers for the JSON routes. The package index never changes
@@ -15,6 +18,11 @@ export interface CachedAnswer {
   contentType: string;
   cacheControl: string;
   cors: boolean;
+  /** files: Last-Modified (HTTP date) and byte ranges */
+  lastModified?: string;
+  ranges?: boolean;
+  /** worth compressing (text); images and archives are not */
+  compressible: boolean;
   gzip?: Buffer;
   br?: Buffer;
 }
@@ -27,7 +35,23 @@ export function strongEtag(body: Buffer): string {
 }
 
 export function makeAnswer(body: Buffer, contentType: string, cacheSeconds: number, cors: boolean): CachedAnswer {
-  return { body, etag: strongEtag(body), contentType, cacheControl: `max-age=${cacheSeconds}, public`, cors };
+  return { body, etag: strongEtag(body), contentType, cacheControl: `max-age=${cacheSeconds}, public`, cors, compressible: true };
+}
+
+/** A package file kept in memory: Last-Modified, ranges, and compression for text. */
+export function makeFileAnswer(body: Buffer, contentType: string, cacheSeconds: number, mtime: Date | undefined): CachedAnswer {
+  return {
+    ...makeAnswer(body, contentType, cacheSeconds, true),
+    lastModified: mtime?.toUTCString(),
+    ranges: true,
+    compressible: /^(text\/|application\/json|image\/svg\+xml)/.test(contentType),
+  };
+}
+
+function notModifiedSince(ifModifiedSince: string | undefined, lastModified: string | undefined): boolean {
+  if (!ifModifiedSince || !lastModified) return false;
+  const since = Date.parse(ifModifiedSince);
+  return !Number.isNaN(since) && Date.parse(lastModified) <= since;
 }
 
 /** True when an If-None-Match header names this ETag (or `*`). */
@@ -68,12 +92,27 @@ export function writeAnswer(req: http.IncomingMessage, res: http.ServerResponse,
     Vary: 'Accept-Encoding',
   };
   if (a.cors) headers['Access-Control-Allow-Origin'] = '*';
-  if (etagMatches(req.headers['if-none-match'], a.etag)) {
+  if (a.lastModified) headers['Last-Modified'] = a.lastModified;
+  if (a.ranges) headers['Accept-Ranges'] = 'bytes';
+  const inm = req.headers['if-none-match'];
+  if (inm ? etagMatches(inm, a.etag) : notModifiedSince(req.headers['if-modified-since'], a.lastModified)) {
     res.writeHead(304, headers);
     res.end();
     return;
   }
-  const enc = preferredEncoding(req.headers['accept-encoding']);
+  const range = a.ranges ? parseRange(req.headers.range, a.body.length) : undefined;
+  if (range === 'unsatisfiable') {
+    sendError(res, HttpError.of('rangeNotSatisfiable', { 'Content-Range': `bytes */${a.body.length}` }));
+    return;
+  }
+  if (range) {
+    headers['Content-Range'] = `bytes ${range.start}-${range.end}/${a.body.length}`;
+    headers['Content-Length'] = range.end - range.start + 1;
+    res.writeHead(206, headers);
+    res.end(req.method === 'HEAD' ? undefined : a.body.subarray(range.start, range.end + 1));
+    return;
+  }
+  const enc = a.compressible ? preferredEncoding(req.headers['accept-encoding']) : undefined;
   const compressed = encoded(a, enc);
   const body = compressed ?? a.body;
   if (compressed) headers['Content-Encoding'] = enc;

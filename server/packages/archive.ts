@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
 import type { Readable } from 'node:stream';
 import type { PackageSource } from './source.js';
@@ -27,4 +30,66 @@ export function zipPackage(source: PackageSource, topFolder: string): Readable {
   }
   zip.end();
   return zip.outputStream as unknown as Readable;
+}
+
+/**
+ * Zips of directory packages, made once and kept on disk (in a folder of
+ * this process, removed at exit): Fleet and Agents download the same few
+ * versions again and again. Bounded by size; the oldest go first. When the
+ * folder cannot be written (a read-only file system), answers stream instead.
+ */
+export class ZipCache {
+  private readonly ready = new Map<string, { file: string; size: number }>();
+  private readonly pending = new Map<string, Promise<string | undefined>>();
+  private bytes = 0;
+  private usable = true;
+
+  constructor(readonly dir: string, private readonly maxBytes = 512 * 1024 * 1024) {}
+
+  /** The path of the complete zip of `source`, or undefined when it cannot be cached. */
+  file(source: PackageSource, topFolder: string): Promise<string | undefined> {
+    const done = this.ready.get(topFolder);
+    if (done) {
+      // refresh its place: recently used zips stay
+      this.ready.delete(topFolder);
+      this.ready.set(topFolder, done);
+      return Promise.resolve(done.file);
+    }
+    if (!this.usable) return Promise.resolve(undefined);
+    let p = this.pending.get(topFolder);
+    if (!p) {
+      p = this.make(source, topFolder).finally(() => this.pending.delete(topFolder));
+      this.pending.set(topFolder, p);
+    }
+    return p;
+  }
+
+  private async make(source: PackageSource, topFolder: string): Promise<string | undefined> {
+    const file = path.join(this.dir, `${topFolder}.zip`);
+    const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+    try {
+      await fs.promises.mkdir(this.dir, { recursive: true });
+      await pipeline(zipPackage(source, topFolder), fs.createWriteStream(tmp));
+      await fs.promises.rename(tmp, file);
+    } catch {
+      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+      this.usable = false;
+      return undefined;
+    }
+    const size = (await fs.promises.stat(file)).size;
+    this.ready.set(topFolder, { file, size });
+    this.bytes += size;
+    for (const [key, entry] of this.ready) {
+      if (this.bytes <= this.maxBytes || key === topFolder) break;
+      this.ready.delete(key);
+      this.bytes -= entry.size;
+      await fs.promises.rm(entry.file, { force: true }).catch(() => undefined);
+    }
+    return file;
+  }
+
+  /** Removes the folder (at shutdown). */
+  clear(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
 }

@@ -48,10 +48,17 @@ export function artifactRoute(ctx: RegistryContext) {
       }, ctx.cacheTime.catchAll);
       return;
     }
+    // As EPR: a directory package's zip is made, not stored, so it offers no ranges.
     res.statusCode = 200;
     res.setHeader('Content-Type', 'application/zip');
     cacheHeader(res, ctx.cacheTime.catchAll);
     if (req.method === 'HEAD') { res.end(); return; }
-    await pipeline(zipPackage(pkg.source, pkg.key), res);
+    const made = ctx.zips ? await ctx.zips.file(pkg.source, pkg.key) : undefined;
+    if (made) {
+      res.setHeader('Content-Length', (await fs.promises.stat(made)).size);
+      await pipeline(fs.createReadStream(made), res);
+    } else {
+      await pipeline(zipPackage(pkg.source, pkg.key), res);
+    }
   };
 }

@@ -8,6 +8,7 @@ import { bufferServable, fileEtag, serveFile, type Servable } from '../http/serv
 import type { Package } from '../packages/package.js';
 import { DirectorySource } from '../packages/source.js';
 import fs from 'node:fs';
+import { makeFileAnswer, writeAnswer } from '../http/response-cache.js';
 
 /**
  * `/package/{name}/{version}/` (package info), `/package/{name}/{version}`
@@ -43,8 +44,25 @@ export function packageRoute(ctx: RegistryContext) {
     }
     const file = pkg.source.file(segments.join('/'));
     if (!file) throw HttpError.of('resourceNotFound');
-    await serveFile(req, res, await packageFileServable(pkg, file.path), ctx.cacheTime.catchAll);
+    const servable = await packageFileServable(pkg, file.path);
+    if (servable.size <= MAX_FILE_IN_MEMORY) {
+      // small files (nearly all of a package) are kept ready like the JSON answers
+      const answer = makeFileAnswer(await readAll(servable), servable.contentType, ctx.cacheTime.catchAll, servable.mtime);
+      ctx.answers?.set(req.originalUrl, answer);
+      writeAnswer(req, res, answer);
+      return;
+    }
+    await serveFile(req, res, servable, ctx.cacheTime.catchAll);
   };
+}
+
+const MAX_FILE_IN_MEMORY = 256 * 1024;
+
+async function readAll(s: Servable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  if (s.size === 0) return Buffer.alloc(0);
+  for await (const c of await s.open(0, s.size - 1)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
 }
 
 async function packageFileServable(pkg: Package, rel: string): Promise<Servable> {

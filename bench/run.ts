@@ -1,0 +1,280 @@
+#!/usr/bin/env node
+/**
+ * npm run bench [-- --smoke] : the registry's speed and memory, side by side
+ * with nginx serving the very same response bytes (the physical limit on
+ * this machine), written to bench/results/ as Markdown and JSON.
+ *
+ * Measures: cold start to the first /health 200 (scanning vs baked index) and
+ * RSS after start; requests/s and p50/p99 latency with wrk at a fixed
+ * concurrency for the routes Fleet hits most; RSS under that load.
+ * Figures are printed and recorded, never asserted.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateCorpus } from './corpus.js';
+import { BAKED_INDEX_FILE } from '../server/packages/baked.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SERVER = path.join(ROOT, 'dist', 'server', 'main.js');
+const BAKE = path.join(ROOT, 'dist', 'server', 'bake.js');
+const LAYERS = ['production', 'staging', 'snapshot'];
+
+interface Options {
+  smoke: boolean;
+  packages: number;
+  versions: number;
+  duration: number;
+  connections: number;
+  corpus: string;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const smoke = argv.includes('--smoke');
+  const o: Options = {
+    smoke,
+    packages: smoke ? 20 : 200,
+    versions: smoke ? 3 : 12,
+    duration: smoke ? 2 : 8,
+    connections: 32,
+    corpus: '',
+    out: path.join(ROOT, 'bench', 'results'),
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split('=', 2);
+    const value = () => inline ?? argv[++i];
+    switch (flag) {
+      case '--smoke': break;
+      case '--packages': o.packages = Number(value()); break;
+      case '--versions': o.versions = Number(value()); break;
+      case '--duration': o.duration = Number(value()); break;
+      case '--connections': o.connections = Number(value()); break;
+      case '--corpus': o.corpus = path.resolve(value()); break;
+      case '--out': o.out = path.resolve(value()); break;
+      case '--help': case '-h':
+        process.stdout.write('Usage: npm run bench -- [--smoke] [--packages N] [--versions M] [--duration S] [--connections C] [--corpus DIR] [--out DIR]\n');
+        process.exit(0);
+        break;
+      default: throw new Error(`unknown argument ${argv[i]} (see --help)`);
+    }
+  }
+  o.corpus ||= path.join(ROOT, 'bench', 'corpus', `${o.packages}x${o.versions}`);
+  return o;
+}
+
+function log(msg: string): void {
+  process.stdout.write(`bench: ${msg}\n`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+    s.on('error', reject);
+  });
+}
+
+function ensureCorpus(o: Options): { versions: number; files: number; bytes: number } {
+  const stamp = path.join(o.corpus, '.corpus.json');
+  if (fs.existsSync(stamp)) return JSON.parse(fs.readFileSync(stamp, 'utf8'));
+  fs.rmSync(o.corpus, { recursive: true, force: true });
+  log(`generating corpus ${o.packages} packages x ${o.versions} versions in ${o.corpus}`);
+  const res = generateCorpus({ out: o.corpus, packages: o.packages, versions: o.versions, layers: LAYERS, seed: 1 });
+  fs.writeFileSync(stamp, JSON.stringify(res));
+  return res;
+}
+
+function rssKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch { return 0; }
+}
+
+async function waitHealthy(url: string, child: ChildProcess, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < timeoutMs) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    try {
+      const r = await fetch(`${url}/health`);
+      if (r.status === 200) return performance.now() - t0;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`server not healthy within ${timeoutMs} ms`);
+}
+
+async function startServer(config: string): Promise<{ child: ChildProcess; url: string; readyMs: number }> {
+  const port = await freePort();
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [SERVER, '--config', config, '--address', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  await waitHealthy(url, child, 120_000);
+  return { child, url, readyMs: performance.now() - t0 };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))]);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+function setBaked(corpus: string, on: boolean): void {
+  for (const l of LAYERS) {
+    const f = path.join(corpus, l, BAKED_INDEX_FILE);
+    if (on) {
+      const r = spawnSync(process.execPath, [BAKE, path.join(corpus, l)], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`baking ${l} failed: ${r.stderr}`);
+    } else {
+      fs.rmSync(f, { force: true });
+    }
+  }
+}
+
+interface WrkResult { rps: number; p50ms: number; p99ms: number; errors: number }
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+}
+
+async function wrk(url: string, o: Options): Promise<WrkResult> {
+  const child = spawn('wrk', ['-t2', `-c${o.connections}`, `-d${o.duration}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+  const timer = setTimeout(() => child.kill('SIGKILL'), (o.duration + 30) * 1000);
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`wrk failed: ${err || `exit ${code}`}`);
+  const pct = (p: string) => toMs((new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out) ?? [])[1] ?? '');
+  const errs = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: Number((/Requests\/sec:\s+([\d.]+)/.exec(out) ?? [])[1] ?? NaN),
+    p50ms: pct('50'),
+    p99ms: pct('99'),
+    errors: (errs ? Number(errs[1]) : 0) + (sock ? sock.slice(1).map(Number).reduce((a, b) => a + b, 0) : 0),
+  };
+}
+
+interface Target { label: string; path: string; body?: Buffer; contentType?: string; cacheControl?: string }
+
+async function startNginx(targets: Target[]): Promise<{ child: ChildProcess; url: string; dir: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'epr-bench-nginx-'));
+  fs.mkdirSync(path.join(dir, 'b'));
+  const port = await freePort();
+  const locations = targets.map((t, i) => {
+    fs.writeFileSync(path.join(dir, 'b', String(i)), t.body!);
+    return `    location = /b/${i} { default_type "${t.contentType}"; add_header Cache-Control "${t.cacheControl}"; add_header Access-Control-Allow-Origin "*"; }`;
+  });
+  fs.writeFileSync(path.join(dir, 'nginx.conf'), [
+    'user root;', 'worker_processes 2;', 'daemon off;', `pid ${dir}/nginx.pid;`, 'error_log stderr warn;',
+    'events { worker_connections 4096; }',
+    'http {', '  access_log off;', '  sendfile on;', '  tcp_nopush on;', '  keepalive_requests 1000000;', '  types { }',
+    `  client_body_temp_path ${dir}/tmp; proxy_temp_path ${dir}/tmp; fastcgi_temp_path ${dir}/tmp; uwsgi_temp_path ${dir}/tmp; scgi_temp_path ${dir}/tmp;`,
+    `  server {`, `    listen 127.0.0.1:${port};`, `    root ${dir};`, ...locations, '  }', '}', '',
+  ].join('\n'));
+  fs.mkdirSync(path.join(dir, 'tmp'));
+  const child = spawn('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(`${url}/b/0`)).status === 200) return { child, url, dir }; } catch { /* starting */ }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('nginx did not start');
+}
+
+function fmt(n: number, digits = 0): string {
+  return Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : 'n/a';
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  for (const tool of ['wrk', 'nginx']) {
+    if (spawnSync('which', [tool]).status !== 0) throw new Error(`${tool} is not installed (apt-get install -y wrk nginx-light)`);
+  }
+  if (!fs.existsSync(SERVER)) throw new Error('dist/ is missing: run npm run build first');
+  const corpus = ensureCorpus(o);
+  const config = path.join(o.corpus, 'config.yml');
+  fs.writeFileSync(config, `package_paths:\n${LAYERS.map((l) => `  - ${path.join(o.corpus, l)}\n`).join('')}cache_time.search: 10m\n`);
+
+  // 1. cold start: scanning from scratch, then with the baked index
+  const startup: Record<string, { readyMs: number; rssMb: number }> = {};
+  for (const mode of ['scanning', 'baked index'] as const) {
+    setBaked(o.corpus, mode === 'baked index');
+    const s = await startServer(config);
+    startup[mode] = { readyMs: s.readyMs, rssMb: rssKb(s.child.pid!, 'VmRSS') / 1024 };
+    log(`start-up (${mode}): ready in ${fmt(s.readyMs)} ms, RSS ${fmt(startup[mode].rssMb, 1)} MB`);
+    await stop(s.child);
+  }
+
+  // 2. load: the same bytes from the registry and from nginx
+  const server = await startServer(config);
+  const search = await (await fetch(`${server.url}/search?all=true`)).json() as Array<{ name: string; version: string }>;
+  const pkg = search[Math.floor(search.length / 2)];
+  const targets: Target[] = [
+    { label: '/search', path: '/search' },
+    { label: '/search?kibana.version=8.11.0&prerelease=true', path: '/search?kibana.version=8.11.0&prerelease=true' },
+    { label: '/categories?include_policy_templates=true', path: '/categories?include_policy_templates=true' },
+    { label: 'package info /package/{n}/{v}/', path: `/package/${pkg.name}/${pkg.version}/` },
+    { label: 'package file (docs/README.md)', path: `/package/${pkg.name}/${pkg.version}/docs/README.md` },
+    { label: 'zip download (zipped on the fly)', path: `/epr/${pkg.name}/${pkg.name}-${pkg.version}.zip` },
+  ];
+  for (const t of targets) {
+    const r = await fetch(`${server.url}${t.path}`);
+    t.body = Buffer.from(await r.arrayBuffer());
+    t.contentType = r.headers.get('content-type') ?? 'application/octet-stream';
+    t.cacheControl = r.headers.get('cache-control') ?? '';
+  }
+  const nginx = await startNginx(targets);
+  const rows: Array<{ label: string; bytes: number; registry: WrkResult; nginx: WrkResult; rssMb: number }> = [];
+  for (const [i, t] of targets.entries()) {
+    let peak = 0;
+    const sampler = setInterval(() => { peak = Math.max(peak, rssKb(server.child.pid!, 'VmRSS')); }, 100);
+    const reg = await wrk(`${server.url}${t.path}`, o);
+    clearInterval(sampler);
+    const ngx = await wrk(`${nginx.url}/b/${i}`, o);
+    rows.push({ label: t.label, bytes: t.body!.length, registry: reg, nginx: ngx, rssMb: peak / 1024 });
+    log(`${t.label}: ${fmt(reg.rps)} req/s (nginx ${fmt(ngx.rps)}, ${fmt((100 * reg.rps) / ngx.rps)}%), p99 ${fmt(reg.p99ms, 2)} ms, RSS ${fmt(peak / 1024, 1)} MB`);
+  }
+  await stop(server.child);
+  await stop(nginx.child);
+  fs.rmSync(nginx.dir, { recursive: true, force: true });
+
+  // 3. report
+  const when = new Date().toISOString();
+  const result = { when, options: o, corpus, startup, rows, machine: { cpus: os.cpus().length, node: process.version } };
+  const md = [
+    `## Benchmark ${when}${o.smoke ? ' (smoke)' : ''}`,
+    '',
+    `Corpus: ${corpus.versions} package versions (${o.packages} packages x ${o.versions} versions over ${LAYERS.join(', ')}), ${corpus.files} files, ${fmt(corpus.bytes / 1e6, 0)} MB. Machine: ${os.cpus().length} cores, Node ${process.version}. Load: wrk -t2 -c${o.connections} -d${o.duration}s on 127.0.0.1 (sharing the cores with the server).`,
+    '',
+    '| start-up | ready (first /health 200) | RSS after start |',
+    '|---|---|---|',
+    ...Object.entries(startup).map(([k, v]) => `| ${k} | ${fmt(v.readyMs)} ms | ${fmt(v.rssMb, 1)} MB |`),
+    '',
+    '| route | bytes | registry req/s | nginx req/s | ratio | registry p50 / p99 | nginx p99 | registry RSS under load |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.label} | ${fmt(r.bytes)} | ${fmt(r.registry.rps)} | ${fmt(r.nginx.rps)} | ${fmt((100 * r.registry.rps) / r.nginx.rps)}% | ${fmt(r.registry.p50ms, 2)} / ${fmt(r.registry.p99ms, 2)} ms | ${fmt(r.nginx.p99ms, 2)} ms | ${fmt(r.rssMb, 1)} MB |`),
+    '',
+  ].join('\n');
+  fs.mkdirSync(o.out, { recursive: true });
+  const base = path.join(o.out, o.smoke ? 'smoke' : 'latest');
+  fs.writeFileSync(`${base}.md`, md);
+  fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`\n${md}\nbench: written to ${base}.md and ${base}.json\n`);
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench: error: ${err.message}\n`);
+  process.exitCode = 1;
+});
