@@ -8,6 +8,7 @@ import { searchRoute } from './routes/search.js';
 import { categoriesRoute } from './routes/categories.js';
 import { packageRoute } from './routes/package.js';
 import { artifactRoute } from './routes/artifacts.js';
+import { legacyRoute } from './routes/legacy.js';
 
 /** The Express app: middleware and route wiring only; every answer is made in routes/. */
 export function createApp(ctx: RegistryContext, logger: Logger): express.Express {
@@ -32,6 +33,7 @@ export function createApp(ctx: RegistryContext, logger: Logger): express.Express
   // These two match their own paths (names, versions, file paths) and call next() when they do not.
   app.use(packageRoute(ctx));
   app.use(artifactRoute(ctx));
+  app.use(legacyRoute(ctx));
 
   app.use((_req: Request, res: Response) => sendError(res, HttpError.of('routeNotFound')));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import tarStream from 'tar-stream';
 import yazl from 'yazl';
 import type { Readable } from 'node:stream';
 import type { PackageSource } from './source.js';
@@ -92,4 +94,38 @@ export class ZipCache {
   clear(): void {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The first registry API's archive (Kibana 7.8-7.9 read only these): a
+ * gzipped tar with one top folder `<name>-<version>/`, entries in sorted walk
+ * order with fixed times, owners and modes, so the same package always gives
+ * the same bytes. Streamed entry by entry.
+ */
+export function tarGzPackage(source: PackageSource, topFolder: string): Readable {
+  const pack = tarStream.pack();
+  const gzip = zlib.createGzip({ level: 6 });
+  const seenDirs = new Set<string>();
+  const header = (name: string, type: 'file' | 'directory', size = 0) => ({
+    name, type, size, mode: type === 'directory' ? 0o755 : 0o644, mtime: ARCHIVE_MTIME, uid: 0, gid: 0, uname: '', gname: '',
+  });
+  (async () => {
+    pack.entry(header(`${topFolder}/`, 'directory'));
+    for (const f of source.files()) {
+      const parts = f.path.split('/');
+      for (let i = 1; i < parts.length; i++) {
+        const dir = parts.slice(0, i).join('/');
+        if (seenDirs.has(dir)) continue;
+        seenDirs.add(dir);
+        pack.entry(header(`${topFolder}/${dir}/`, 'directory'));
+      }
+      const bytes = await source.readFile(f.path);
+      await new Promise<void>((resolve, reject) => {
+        pack.entry(header(`${topFolder}/${f.path}`, 'file', bytes.length), bytes, (err) => (err ? reject(err) : resolve()));
+      });
+    }
+    pack.finalize();
+  })().catch((err: Error) => pack.destroy(err));
+  pack.on('error', (err) => gzip.destroy(err));
+  return pack.pipe(gzip);
 }
