@@ -2,7 +2,9 @@
 import { parseFlags, usage, UsageError, envName } from './flags.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger, isLogLevel } from './logger.js';
-import { describeFailures, listen, loadRegistry } from './registry.js';
+import { describeFailures, listen, loadRegistry, parseAddress, type ListenOptions } from './registry.js';
+import { RegistryMetrics } from './metrics.js';
+import fs from 'node:fs';
 import { SERVICE_VERSION } from './context.js';
 import { Upstream } from './proxy.js';
 
@@ -43,6 +45,13 @@ async function main(argv: string[]): Promise<number> {
     'config.proxy_to': v['feature-proxy-mode'] ? v['proxy-to'] : undefined,
   });
 
+  let tls;
+  try {
+    tls = tlsSettings(String(v['tls-cert']), String(v['tls-key']), String(v['tls-min-version']));
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n`);
+    return 2;
+  }
   let upstream: Upstream | undefined;
   if (v['feature-proxy-mode']) {
     try {
@@ -85,17 +94,29 @@ async function main(argv: string[]): Promise<number> {
     for (const p of problems) logger.warn('package skipped', { 'error.message': p });
   }
 
+  const metrics = v['metrics-address'] ? new RegistryMetrics(SERVICE_VERSION, loaded.index.size) : undefined;
   let running;
+  let metricsServer: Awaited<ReturnType<RegistryMetrics['listen']>> | undefined;
   try {
-    running = await listen(loaded.ctx, String(v.address), logger);
+    running = await listen(loaded.ctx, String(v.address), logger, { tls, metrics });
   } catch (err) {
     process.stderr.write(`error: cannot listen on ${v.address}: ${(err as Error).message}\n`);
     return 1;
   }
+  if (metrics) {
+    try {
+      metricsServer = await metrics.listen(parseAddress(String(v['metrics-address'])));
+      logger.info(`metrics on ${metricsServer.url}/metrics`, { 'metrics.address': metricsServer.url });
+    } catch (err) {
+      process.stderr.write(`error: cannot serve metrics on ${v['metrics-address']}: ${(err as Error).message}\n`);
+      await running.close(0);
+      return 1;
+    }
+  }
   logger.info(`package registry ready on ${running.url} (${loaded.index.size} package versions, indexed in ${Date.now() - started} ms)`, {
     'server.address': running.url, 'package.count': loaded.index.size,
   });
-  const shown = /^(localhost|[\w.-]+):\d+$/.test(String(v.address)) && !String(v.address).startsWith('0.0.0.0') ? `http://${v.address}` : running.url;
+  const shown = /^(localhost|[\w.-]+):\d+$/.test(String(v.address)) && !String(v.address).startsWith('0.0.0.0') ? `${tls ? 'https' : 'http'}://${v.address}` : running.url;
   process.stdout.write(`package-registry: serving ${loaded.index.size} package versions of ${loaded.index.names().length} packages from ${config.packagePaths.length} package path(s) on ${shown} (Ctrl-C to stop)\n`);
 
   return new Promise<number>((resolve) => {
@@ -104,11 +125,26 @@ async function main(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       logger.info('shutting down: finishing in-flight requests', { 'process.signal': signal });
+      metricsServer?.server.close();
       running.close().then(() => { logger.info('stopped'); resolve(0); });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+const TLS_VERSIONS = { '1.0': 'TLSv1', '1.1': 'TLSv1.1', '1.2': 'TLSv1.2', '1.3': 'TLSv1.3' } as const;
+
+/** Both files or neither; each readable; a known minimum version. */
+function tlsSettings(cert: string, key: string, minVersion: string): ListenOptions['tls'] {
+  const min = TLS_VERSIONS[minVersion as keyof typeof TLS_VERSIONS];
+  if (!min) throw new Error(`--tls-min-version must be 1.0, 1.1, 1.2 or 1.3, got "${minVersion}"`);
+  if (!cert && !key) return undefined;
+  if (!cert || !key) throw new Error(`TLS needs both --tls-cert and --tls-key (${envName('tls-cert')}, ${envName('tls-key')}); only ${cert ? '--tls-cert' : '--tls-key'} was given`);
+  const read = (file: string, flag: string) => {
+    try { return fs.readFileSync(file); } catch (err) { throw new Error(`cannot read ${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`); }
+  };
+  return { cert: read(cert, '--tls-cert'), key: read(key, '--tls-key'), minVersion: min };
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: Error) => {

@@ -1,5 +1,7 @@
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
+import type { RegistryMetrics } from './metrics.js';
 import path from 'node:path';
 import { ZipCache } from './packages/archive.js';
 import type { AddressInfo } from 'node:net';
@@ -94,17 +96,26 @@ export function parseAddress(address: string): { host: string; port: number } {
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
-export async function listen(ctx: RegistryContext, address: string, logger: Logger): Promise<RunningServer> {
+export interface ListenOptions {
+  tls?: { cert: Buffer; key: Buffer; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' };
+  metrics?: RegistryMetrics;
+}
+
+export async function listen(ctx: RegistryContext, address: string, logger: Logger, opts: ListenOptions = {}): Promise<RunningServer> {
   const app = createApp(ctx, logger);
   const log = accessLogger(logger);
   // Ready answers are written before the router sees the request: most of
   // Fleet's traffic is the same few URLs, and the router costs more than the answer.
-  const server = http.createServer({ maxHeaderSize: 16 * 1024 }, (req, res) => {
+  const handler: http.RequestListener = (req, res) => {
+    opts.metrics?.observe(req, res);
     log(req, res);
     const ready = ctx.answers && (req.method === 'GET' || req.method === 'HEAD') ? ctx.answers.get(req.url ?? '') : undefined;
     if (ready) writeAnswer(req, res, ready);
     else app(req, res);
-  });
+  };
+  const server: http.Server = opts.tls
+    ? https.createServer({ maxHeaderSize: 16 * 1024, cert: opts.tls.cert, key: opts.tls.key, minVersion: opts.tls.minVersion }, handler)
+    : http.createServer({ maxHeaderSize: 16 * 1024 }, handler);
   server.keepAliveTimeout = 65_000;
   const { host, port } = parseAddress(address);
   await new Promise<void>((resolve, reject) => {
@@ -115,7 +126,7 @@ export async function listen(ctx: RegistryContext, address: string, logger: Logg
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
     server,
-    url: `http://${shownHost}:${addr.port}`,
+    url: `${opts.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
     close: (graceMs = 30_000) => new Promise<void>((resolve) => {
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
       force.unref();
