@@ -99,7 +99,7 @@ export function parseConfigText(text: string, file: string): RegistryConfig {
   const lc = new LineCounter();
   const doc = YAML.parseDocument(text, { lineCounter: lc, prettyErrors: false });
   if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: invalid YAML: ${e.message.split('\n')[0]}`));
+    throw new ConfigError(file, doc.errors.map((e) => `line ${lc.linePos(e.pos[0]).line}: invalid YAML: ${e.message.split('\n')[0]}`));
   }
   const raw = doc.toJS() ?? {};
   const data = expandDottedKeys(raw) as Record<string, unknown>;

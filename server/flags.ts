@@ -26,6 +26,7 @@ export const FLAGS: FlagDef[] = [
   { name: 'tls-key', type: 'string', default: '', help: 'TLS private key (PEM); needs --tls-cert' },
   { name: 'tls-min-version', type: 'string', default: '1.2', help: 'Oldest TLS version accepted: 1.0, 1.1, 1.2 or 1.3' },
   { name: 'metrics-address', type: 'string', default: '', help: 'Address (host:port) for Prometheus metrics at /metrics; off when empty' },
+  { name: 'httpprof', type: 'string', default: '', help: 'Address (host:port) for CPU profiles and heap snapshots at /debug/pprof/; off when empty' },
   { name: 'feature-proxy-mode', type: 'boolean', default: false, help: 'Merge answers of the registry at --proxy-to with local ones, and fetch from it what is not local' },
   { name: 'proxy-to', type: 'string', default: 'https://epr.elastic.co/', help: 'The upstream registry for proxy mode' },
   { name: 'proxy-allow-insecure', type: 'boolean', default: false, help: 'Allow a plain http upstream and skip TLS verification of it' },

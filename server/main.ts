@@ -4,6 +4,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { createLogger, isLogLevel } from './logger.js';
 import { describeFailures, listen, loadRegistry, parseAddress, type ListenOptions } from './registry.js';
 import { RegistryMetrics } from './metrics.js';
+import { listenProfiling } from './profiling.js';
 import fs from 'node:fs';
 import { SERVICE_VERSION } from './context.js';
 import { Upstream } from './proxy.js';
@@ -103,6 +104,17 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`error: cannot listen on ${v.address}: ${(err as Error).message}\n`);
     return 1;
   }
+  let profServer: Awaited<ReturnType<typeof listenProfiling>> | undefined;
+  if (v.httpprof) {
+    try {
+      profServer = await listenProfiling(parseAddress(String(v.httpprof)));
+      logger.info(`profiling on ${profServer.url}/debug/pprof/profile and /debug/pprof/heap`);
+    } catch (err) {
+      process.stderr.write(`error: cannot serve profiling on ${v.httpprof}: ${(err as Error).message}\n`);
+      await running.close(0);
+      return 1;
+    }
+  }
   if (metrics) {
     try {
       metricsServer = await metrics.listen(parseAddress(String(v['metrics-address'])));
@@ -126,6 +138,7 @@ async function main(argv: string[]): Promise<number> {
       stopping = true;
       logger.info('shutting down: finishing in-flight requests', { 'process.signal': signal });
       metricsServer?.server.close();
+      profServer?.server.close();
       running.close().then(() => { logger.info('stopped'); resolve(0); });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));

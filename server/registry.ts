@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import fs from 'node:fs';
 import os from 'node:os';
 import type { RegistryMetrics } from './metrics.js';
 import path from 'node:path';
@@ -53,7 +54,7 @@ export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistr
     serviceVersion: SERVICE_VERSION,
     upstream: opts.upstream,
     answers: opts.upstream ? undefined : new ResponseCache(),
-    zips: new ZipCache(path.join(os.tmpdir(), `epr-zips-${process.pid}`)),
+    zips: new ZipCache(fs.mkdtempSync(path.join(os.tmpdir(), 'epr-zips-'))),
   };
   return { index, failures, ctx, notes };
 }

@@ -13,6 +13,13 @@ export function decodeSegments(rawPath: string): string[] {
   });
 }
 
+/** A version taken from a URL: percent-decoded, then strict semver, else 400. */
+export function versionFromUrl(raw: string): string {
+  let v: string;
+  try { v = decodeURIComponent(raw); } catch { throw HttpError.of('invalidPackageVersion'); }
+  return requireVersion(v);
+}
+
 export function requireVersion(v: string): string {
   if (!isStrictSemver(v)) throw HttpError.of('invalidPackageVersion');
   return v;

@@ -71,11 +71,17 @@ export class ZipCache {
     const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
     try {
       await fs.promises.mkdir(this.dir, { recursive: true });
+      await fs.promises.access(this.dir, fs.constants.W_OK);
+    } catch {
+      // a read-only file system: stream every zip instead
+      this.usable = false;
+      return undefined;
+    }
+    try {
       await pipeline(zipPackage(source, topFolder), fs.createWriteStream(tmp));
       await fs.promises.rename(tmp, file);
     } catch {
       await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-      this.usable = false;
       return undefined;
     }
     const size = (await fs.promises.stat(file)).size;

@@ -3,7 +3,7 @@ import semver, { type SemVer } from 'semver';
 import { parseConfigYaml, YamlError, type ConfigMap } from './yamlconfig.js';
 import { buildPackageDocuments, type DataStreamManifest, type PackageFacts } from './manifest.js';
 import type { JsonObject } from './fields.js';
-import { byteCompare, DirectorySource, ZipSource, type PackageSource } from './source.js';
+import { byteCompare, DirectorySource, unsafeEntryName, ZipSource, type PackageSource } from './source.js';
 import { checkDataStreamManifest, checkPackageManifest, type Problem } from './validate.js';
 import fs from 'node:fs';
 
@@ -80,6 +80,11 @@ export async function loadPackage(source: PackageSource, opts: LoadOptions): Pro
   if (!source.file('docs/README.md')) problems.push({ file: display('docs/README.md'), message: 'file is missing (every package needs a README)' });
 
   const files = source.files().map((f) => f.path);
+  for (const f of files) {
+    // a name that archives would turn into a path outside the package (`..\x` becomes `../x`)
+    const unsafe = unsafeEntryName(f);
+    if (unsafe) problems.push({ file: display(f), message: `file name cannot be served or archived safely: ${unsafe}` });
+  }
   const dsDirs = [...new Set(files.filter((f) => /^data_stream\/[^/]+\/manifest\.yml$/.test(f)).map((f) => f.split('/')[1]))].sort(byteCompare);
   const dataStreams: DataStreamManifest[] = [];
   for (const dir of dsDirs) {

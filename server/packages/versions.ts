@@ -10,7 +10,8 @@ export function compareVersions(a: SemVer | string, b: SemVer | string): number 
 
 /** Strict `X.Y.Z[-pre][+build]`, as EPR requires in URLs. */
 export function isStrictSemver(v: string): boolean {
-  return semver.valid(v, { loose: false }) !== null && /^\d+\.\d+\.\d+/.test(v);
+  // semver.valid trims its input; a URL version must be exact
+  return /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/.test(v) && semver.valid(v) !== null;
 }
 
 export function isPrerelease(v: SemVer): boolean {

@@ -1,4 +1,4 @@
-import YAML from 'yaml';
+import YAML, { LineCounter } from 'yaml';
 
 /** A YAML document parsed into plain data, as EPR's Go config library reads manifests. */
 export type ConfigValue = string | number | boolean | null | ConfigValue[] | ConfigMap;
@@ -16,10 +16,11 @@ export class YamlError extends Error {
  * EPR reads manifests this way, so packages rely on it.
  */
 export function parseConfigYaml(text: string): ConfigMap {
-  const doc = YAML.parseDocument(text, { uniqueKeys: false, prettyErrors: false });
+  const lc = new LineCounter();
+  const doc = YAML.parseDocument(text, { uniqueKeys: false, prettyErrors: false, lineCounter: lc });
   if (doc.errors.length > 0) {
     const err = doc.errors[0];
-    throw new YamlError(`invalid YAML: ${err.message.split('\n')[0]}`, err.linePos?.[0]?.line);
+    throw new YamlError(`invalid YAML: ${err.message.split('\n')[0]}`, lc.linePos(err.pos[0]).line);
   }
   const value = doc.toJS({ maxAliasCount: 1000 }) as unknown;
   if (value === null || value === undefined) return {};

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { RegistryContext } from '../context.js';
 import { HttpError } from '../http/errors.js';
 import { allowCors, cacheHeader } from '../http/respond.js';
-import { NAME_RE, requireVersion } from '../http/paths.js';
+import { NAME_RE, versionFromUrl } from '../http/paths.js';
 import { fileEtag, serveFile } from '../http/serve-file.js';
 import { zipPackage } from '../packages/archive.js';
 
@@ -21,7 +21,7 @@ export function artifactRoute(ctx: RegistryContext) {
     if (!m || !NAME_RE.test(m[1])) { next(); return; }
     allowCors(res);
     const [, name, rawVersion, sig] = m;
-    const version = requireVersion(decodeURIComponent(rawVersion));
+    const version = versionFromUrl(rawVersion);
     const pkg = ctx.index.get(name, version);
     if (sig) {
       if (!pkg || !pkg.signatureFile) {

@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { RegistryContext } from '../context.js';
 import { HttpError } from '../http/errors.js';
 import { allowCors, cacheHeader, jsonBody, sendJson } from '../http/respond.js';
-import { requireVersion } from '../http/paths.js';
+import { versionFromUrl } from '../http/paths.js';
 import { tarGzPackage } from '../packages/archive.js';
 
 /**
@@ -25,7 +25,7 @@ export function legacyRoute(ctx: RegistryContext) {
     const m = archive ?? info;
     if (!m) { next(); return; }
     allowCors(res);
-    const version = requireVersion(decodeURIComponent(m[2]));
+    const version = versionFromUrl(m[2]);
     const pkg = ctx.index.get(m[1], version);
     if (!pkg) throw HttpError.of(archive ? 'artifactNotFound' : 'packageNotFound');
     if (info) {
