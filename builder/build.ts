@@ -1,0 +1,308 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import type Docker from 'dockerode';
+import tarFs from 'tar-fs';
+import type { Readable } from 'node:stream';
+import YAML from 'yaml';
+import { PROJECT_ROOT } from '../server/config.js';
+import { SERVICE_VERSION } from '../server/context.js';
+import { byteCompare, walkFiles } from '../server/packages/source.js';
+import { DistributionError, type Distribution } from './distribution.js';
+import { materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
+import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
+import { deterministicTar, writeDeterministicTar } from './layers.js';
+import { imageLabels, imageTags, stackVersions } from './tags.js';
+import { buildImage, inspectImage, pushImage, saveImages, tagImage, untag } from './image.js';
+
+/**
+ * The steps of one distribution build, each a function over one BuildState,
+ * so the CLI can show them as tasks. Nothing outside a temporary folder and a
+ * temporary image tag changes until the image is built; the real tags move
+ * only after that, and move back if a push is refused.
+ */
+
+export const BASE_REPOSITORY = 'package-registry';
+const TEMP_REPOSITORY = 'package-registry-build';
+
+export interface BuildOptions {
+  push: boolean;
+  save?: string;
+  noCache: boolean;
+  /** overrides the definition's image repository (tests, other registries) */
+  repository?: string;
+  log: (line: string) => void;
+}
+
+export interface BuildState {
+  distribution: Distribution;
+  opts: BuildOptions;
+  work: string;
+  layers: Array<MaterialisedLayer & { root: string }>;
+  merge?: MergeResult;
+  commit?: string;
+  stackVersions: string[];
+  /** layers whose content is not exactly their commit (uncommitted changes, no repository) */
+  dirtyLayers: string[];
+  tags: string[];
+  baseTag?: string;
+  baseBuilt: boolean;
+  imageId?: string;
+  tempTag?: string;
+  /** previous image of each tag (undefined: the tag did not exist) */
+  previous: Map<string, string | undefined>;
+  pushed: Array<{ ref: string; digest?: string }>;
+  saved?: { file: string; bytes: number };
+  timings: Record<string, number>;
+}
+
+export function newBuildState(distribution: Distribution, opts: BuildOptions): BuildState {
+  if (distribution.registryVersion !== SERVICE_VERSION) {
+    throw new DistributionError(distribution.file, [`package_registry.version: is ${distribution.registryVersion} but this tree's server is ${SERVICE_VERSION}`]);
+  }
+  return {
+    distribution,
+    opts,
+    work: fs.mkdtempSync(path.join(os.tmpdir(), `epr-build-${distribution.name}-`)),
+    layers: [],
+    stackVersions: [],
+    dirtyLayers: [],
+    tags: [],
+    baseBuilt: false,
+    previous: new Map(),
+    pushed: [],
+    timings: {},
+  };
+}
+
+export function repositoryOf(s: BuildState): string {
+  return s.opts.repository ?? s.distribution.repository;
+}
+
+export async function readLayers(s: BuildState): Promise<void> {
+  for (const layer of s.distribution.layers) {
+    const root = path.join(s.work, 'layers', layer.name);
+    const m = await materialiseLayer(layer, path.join(root, 'packages', layer.name));
+    s.layers.push({ ...m, root });
+  }
+  // the distribution's commit: that of its last git layer, else of the repository holding its folders
+  const git = [...s.layers].reverse().find((l) => l.kind === 'git');
+  const from = git ?? s.layers[s.layers.length - 1];
+  s.commit = from.commit === 'unknown' ? projectCommit() : from.commit;
+  s.dirtyLayers = s.layers.filter((l) => l.dirty).map((l) => l.name);
+  s.stackVersions = s.commit === 'unknown' ? [] : stackVersions(tagsPointingAt(from.commit === 'unknown' ? PROJECT_ROOT : from.repo, s.commit));
+  // a commit or version tag promises that commit's content: not given when a layer has other content
+  const clean = s.dirtyLayers.length === 0;
+  s.tags = imageTags({ repository: repositoryOf(s), distribution: s.distribution.name, commit: clean ? s.commit : 'unknown', gitTags: clean ? s.stackVersions : [] });
+}
+
+export async function validateAndMerge(s: BuildState): Promise<string[]> {
+  s.merge = await mergeLayers(s.distribution.name, s.layers);
+  return describeShadows(s.merge.report);
+}
+
+// ---------------------------------------------------------------------------
+// base image
+
+const BASE_FILES = ['Dockerfile.base', 'package.json', 'package-lock.json', 'tsconfig.json', 'builder/prune-image-deps.cjs'];
+
+/** The base image's tag: the server version plus a digest of what it is built from (Node image included). */
+export function baseImageTag(nodeImage: string, nodeImageId = ''): string {
+  const h = crypto.createHash('sha256');
+  h.update(`${nodeImage}\0${nodeImageId}\0`);
+  const files = [...BASE_FILES, ...walkFiles(path.join(PROJECT_ROOT, 'server')).map((f) => `server/${f.path}`)].sort(byteCompare);
+  for (const f of files) {
+    h.update(`${f}\0`);
+    h.update(fs.readFileSync(path.join(PROJECT_ROOT, f)));
+    h.update('\0');
+  }
+  return `${SERVICE_VERSION}-${h.digest('hex').slice(0, 12)}`;
+}
+
+function baseContext(): Readable {
+  return tarFs.pack(PROJECT_ROOT, {
+    entries: [...BASE_FILES, 'node_modules', 'server'],
+    ignore: (name) => /[/\\]node_modules[/\\]\.cache([/\\]|$)/.test(name),
+  }) as unknown as Readable;
+}
+
+function git(args: string[]): string {
+  const r = spawnSync('git', ['-C', PROJECT_ROOT, ...args], { encoding: 'utf8', timeout: 30_000 });
+  return r.status === 0 ? r.stdout.trim() : '';
+}
+
+/** Builds package-registry:<version>-<digest> unless it exists (or --no-cache). */
+export async function ensureBaseImage(s: BuildState, docker: Docker): Promise<string> {
+  const tag = baseImageTag(s.distribution.baseImage, (await inspectImage(docker, s.distribution.baseImage))?.Id);
+  const ref = `${BASE_REPOSITORY}:${tag}`;
+  s.baseTag = tag;
+  if (!s.opts.noCache && await inspectImage(docker, ref)) return `${ref} present`;
+  const temp = `${TEMP_REPOSITORY}:base-${crypto.randomBytes(6).toString('hex')}`;
+  try {
+    const id = await buildImage(docker, {
+      context: baseContext(),
+      dockerfile: 'Dockerfile.base',
+      tag: temp,
+      nocache: s.opts.noCache,
+      buildargs: {
+        NODE_IMAGE: s.distribution.baseImage,
+        VERSION: SERVICE_VERSION,
+        REVISION: projectCommit(),
+        CREATED: git(['log', '-1', '--format=%cI']) || new Date().toISOString(),
+        SOURCE: git(['config', '--get', 'remote.origin.url']) || 'https://github.com/elastic/package-registry',
+      },
+      onOutput: s.opts.log,
+    });
+    await tagImage(docker, id, ref);
+    s.baseBuilt = true;
+    return `${ref} built`;
+  } finally {
+    await untag(docker, temp).catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// distribution image
+
+const TEMPLATE = path.join(PROJECT_ROOT, 'Dockerfile.distribution');
+
+/** Dockerfile.distribution with its `# LAYERS` line expanded. */
+export function renderDockerfile(template: string, layers: string[]): string {
+  const lines = template.split('\n');
+  const at = lines.findIndex((l) => l.trim() === '# LAYERS');
+  if (at < 0) throw new Error(`${TEMPLATE} has no "# LAYERS" line to expand`);
+  lines.splice(at, 1, ...layers.map((l) => `ADD layer-${l}.tar /`));
+  return lines.join('\n');
+}
+
+export function registryConfig(d: Distribution): string {
+  const cfg: Record<string, unknown> = { package_paths: d.layers.map((l) => `/packages/${l.name}`) };
+  if (Object.keys(d.cacheTime).length > 0) cfg.cache_time = d.cacheTime;
+  return `# written by the distribution builder for ${d.name}\n${YAML.stringify(cfg)}`;
+}
+
+/** Writes the distribution's build context folder: Dockerfile, layer tars, config and report. */
+export async function writeContext(s: BuildState): Promise<string> {
+  if (!s.merge) throw new Error('merge first');
+  const dir = path.join(s.work, 'context');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'Dockerfile'), renderDockerfile(fs.readFileSync(TEMPLATE, 'utf8'), s.distribution.layers.map((l) => l.name)));
+  for (const c of s.merge.contributions) await writeDeterministicTar(c.root, c.entries, path.join(dir, `layer-${c.name}.tar`));
+  fs.writeFileSync(path.join(dir, 'config.yml'), registryConfig(s.distribution));
+  fs.writeFileSync(path.join(dir, 'shadow-report.json'), `${JSON.stringify(s.merge.report, null, 2)}\n`);
+  return dir;
+}
+
+export async function buildDistributionImage(s: BuildState, docker: Docker): Promise<string> {
+  if (!s.merge || !s.baseTag || !s.commit) throw new Error('merge and base image first');
+  const dir = await writeContext(s);
+  const temp = `${TEMP_REPOSITORY}:${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
+  const labels = imageLabels({
+    distribution: s.distribution.name,
+    commit: s.commit,
+    stackVersions: s.stackVersions,
+    registryVersion: SERVICE_VERSION,
+    baseImage: `${BASE_REPOSITORY}:${s.baseTag}`,
+    packageCount: s.merge.served.length,
+    packagesDigest: s.merge.packagesDigest,
+    layers: s.layers.map((l) => ({ name: l.name, commit: l.commit, origin: l.origin, dirty: l.dirty })),
+  });
+  const entries = fs.readdirSync(dir).sort(byteCompare);
+  // the temporary tag keeps the image alive until the real tags are on it
+  s.tempTag = temp;
+  s.imageId = await buildImage(docker, {
+    context: deterministicTar(dir, entries),
+    dockerfile: 'Dockerfile',
+    tag: temp,
+    nocache: s.opts.noCache,
+    buildargs: { PACKAGE_REGISTRY: s.baseTag },
+    labels,
+    onOutput: s.opts.log,
+  });
+  return s.imageId;
+}
+
+/** Points every tag at the new image, remembering where each pointed before. */
+export async function applyTags(s: BuildState, docker: Docker): Promise<void> {
+  if (!s.imageId) throw new Error('build first');
+  for (const ref of s.tags) s.previous.set(ref, (await inspectImage(docker, ref))?.Id);
+  for (const ref of s.tags) await tagImage(docker, s.imageId, ref);
+  await dropTempTag(s, docker);
+}
+
+/** Removes the temporary build tag; without other tags (a failed step) the image goes with it. */
+export async function dropTempTag(s: BuildState, docker: Docker): Promise<void> {
+  if (!s.tempTag) return;
+  await untag(docker, s.tempTag).catch(() => undefined);
+  s.tempTag = undefined;
+}
+
+/** Puts the tags back where they were (after a refused push). */
+export async function restoreTags(s: BuildState, docker: Docker): Promise<void> {
+  for (const [ref, prev] of s.previous) {
+    if (prev) await tagImage(docker, prev, ref);
+    else await untag(docker, ref);
+  }
+}
+
+export async function pushTags(s: BuildState, docker: Docker): Promise<void> {
+  try {
+    for (const ref of s.tags) s.pushed.push({ ref, digest: await pushImage(docker, ref, s.opts.log) });
+  } catch (err) {
+    await restoreTags(s, docker).catch(() => undefined);
+    throw err;
+  }
+}
+
+export async function saveTags(s: BuildState, docker: Docker, file: string): Promise<void> {
+  s.saved = { file: path.resolve(file), bytes: await saveImages(docker, s.tags, file) };
+}
+
+export function cleanup(s: BuildState): void {
+  fs.rmSync(s.work, { recursive: true, force: true });
+}
+
+export interface BuildSummary {
+  distribution: string;
+  image: string;
+  tags: string[];
+  commit: string;
+  packages: number;
+  packagesDigest: string;
+  layers: Array<{ name: string; packages: number; commit: string; origin: string }>;
+  /** layers with uncommitted changes: no commit or version tag was given */
+  dirtyLayers: string[];
+  shadowed: number;
+  shadowedDiffering: number;
+  /** the shadow report's entries (also in the image at /package-registry/shadow-report.json) */
+  shadowReport: ShadowEntry[];
+  baseImage: string;
+  baseBuilt: boolean;
+  pushed: Array<{ ref: string; digest?: string }>;
+  saved?: { file: string; bytes: number };
+  seconds: number;
+}
+
+export function summarise(s: BuildState, seconds: number): BuildSummary {
+  const m = s.merge!;
+  return {
+    distribution: s.distribution.name,
+    image: s.imageId!,
+    tags: s.tags,
+    commit: s.commit!,
+    packages: m.served.length,
+    packagesDigest: m.packagesDigest,
+    layers: s.layers.map((l, i) => ({ name: l.name, packages: m.contributions[i].packages.length, commit: l.commit, origin: l.origin })),
+    dirtyLayers: s.dirtyLayers,
+    shadowed: m.report.shadowed.length,
+    shadowedDiffering: m.report.shadowed.filter((x) => x.differs).length,
+    shadowReport: m.report.shadowed,
+    baseImage: `${BASE_REPOSITORY}:${s.baseTag}`,
+    baseBuilt: s.baseBuilt,
+    pushed: s.pushed,
+    saved: s.saved,
+    seconds,
+  };
+}

@@ -1,0 +1,319 @@
+#!/usr/bin/env node
+import { Listr, ListrLogger, type ListrTask } from 'listr2';
+import { DISTRIBUTIONS_DIR, DistributionError, listDistributions, loadDistribution, type Distribution } from './distribution.js';
+import { SourceMissingError } from './sources.js';
+import { InvalidPackagesError } from './merge.js';
+import { EngineOperationError, EngineUnreachableError, engine, ensureEngine, inspectImage, loadImages, removeContainer, runImage, containerLogs, waitForHttp, withTimeout } from './image.js';
+import { REQUIRED_LABELS, LABEL_PREFIX, sharedTags } from './tags.js';
+import {
+  applyTags, buildDistributionImage, cleanup, dropTempTag, ensureBaseImage, newBuildState, pushTags, readLayers, saveTags, summarise, validateAndMerge,
+  type BuildState, type BuildSummary,
+} from './build.js';
+import { saveImages } from './image.js';
+
+/**
+ * build:distribution and load:distribution. Errors are mapped to exit codes
+ * here only: 0 ok, 1 failure (one clear line first), 2 usage.
+ */
+
+class UsageError extends Error {}
+
+const HELP = {
+  main: `Usage: node dist/builder/cli.js <command> [options]
+
+Commands:
+  build <distribution> [options]   build the image of distributions/<distribution>.yml
+  build --all [options]            build every distribution in distributions/
+  load <file.tar>                  docker load an image tar, check it, run it once
+
+Run "<command> --help" for the options of a command.
+`,
+  build: `Usage: build <distribution | path/to/file.yml> [options]
+       build --all [options]
+
+Builds a distribution image: reads its layers (folders or git refs), validates
+every package, merges them first-wins (printing what is shadowed), builds the
+registry base image if missing, builds the distribution image, and only then
+tags it <repo>:<distribution>, <repo>:<commit> and <repo>:<X.Y.Z> for each
+stack-version git tag on that commit.
+
+Options:
+  --all                  build every distribution in ${DISTRIBUTIONS_DIR}
+  --push                 push every tag (credentials from ~/.docker/config.json)
+  --save <file.tar>      docker save the tagged image(s) into one tar
+  --no-cache             rebuild the base and distribution images from scratch
+  --repository <repo>    image repository instead of the definition's image.repository
+  --json                 no progress; print one JSON object with the result
+  -h, --help             show this help
+
+Exit codes: 0 built, 1 failed (nothing tagged), 2 usage error.
+`,
+  load: `Usage: load <file.tar> [--json]
+
+docker load the tar, check the distribution labels of every image in it, run
+each once with port 8080 published on 127.0.0.1, check that /health and
+/search answer, and remove the container.
+
+Exit codes: 0 ok, 1 failed, 2 usage error.
+`,
+};
+
+interface BuildArgs { names: string[]; all: boolean; push: boolean; save?: string; noCache: boolean; json: boolean; repository?: string; help: boolean }
+
+function parseBuildArgs(argv: string[]): BuildArgs {
+  const a: BuildArgs = { names: [], all: false, push: false, noCache: false, json: false, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = (flag: string) => {
+      const eq = arg.indexOf('=');
+      if (eq > 0) return arg.slice(eq + 1);
+      if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) throw new UsageError(`${flag} needs a value`);
+      return argv[++i];
+    };
+    if (arg === '--help' || arg === '-h') a.help = true;
+    else if (arg === '--all') a.all = true;
+    else if (arg === '--push') a.push = true;
+    else if (arg === '--no-cache') a.noCache = true;
+    else if (arg === '--json') a.json = true;
+    else if (arg === '--save' || arg.startsWith('--save=')) a.save = value('--save');
+    else if (arg === '--repository' || arg.startsWith('--repository=')) a.repository = value('--repository');
+    else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg} (see build --help)`);
+    else a.names.push(arg);
+  }
+  if (a.help) return a;
+  if (a.all && a.names.length > 0) throw new UsageError('give either --all or distribution names, not both');
+  if (!a.all && a.names.length === 0) throw new UsageError('which distribution? (build <name> or build --all; see build --help)');
+  if (a.save !== undefined && !a.save.endsWith('.tar')) throw new UsageError(`--save wants a .tar file name, got "${a.save}"`);
+  return a;
+}
+
+function out(line: string): void { process.stdout.write(`${line}\n`); }
+
+async function build(argv: string[]): Promise<number> {
+  const args = parseBuildArgs(argv);
+  if (args.help) { process.stdout.write(HELP.build); return 0; }
+  const started = Date.now();
+  const names = args.all
+    ? listDistributions().map((n) => loadDistribution(n)).sort((x, y) => x.layers.length - y.layers.length || x.name.localeCompare(y.name))
+    : args.names.map((n) => loadDistribution(n));
+  const docker = engine();
+  await ensureEngine(docker);
+
+  const states: BuildState[] = [];
+  const summaries: BuildSummary[] = [];
+  const shadowLines: string[] = [];
+  const listr = new Listr(names.map((d): ListrTask => ({
+    title: `${d.name}`,
+    task: (_ctx, group) => group.newListr(stepsFor(d, args, docker, states, summaries, shadowLines), { concurrent: false, exitOnError: true }),
+  })), {
+    concurrent: false,
+    exitOnError: true,
+    renderer: args.json ? 'silent' : process.stdout.isTTY ? 'default' : 'simple',
+    // progress goes to stdout; stderr is kept for the one-line error the exit code goes with
+    rendererOptions: { collapseSubtasks: false, logger: new ListrLogger({ useIcons: true, toStderr: [] }) },
+  } as never);
+  try {
+    await listr.run();
+    if (args.save) {
+      const all = states.flatMap((s) => s.tags);
+      const bytes = await saveImages(docker, all, args.save);
+      for (const s of summaries) s.saved = { file: args.save, bytes };
+    }
+  } finally {
+    for (const s of states) {
+      await dropTempTag(s, docker);
+      cleanup(s);
+    }
+  }
+  const shared = sharedTags(summaries.map((s) => ({ distribution: s.distribution, tags: s.tags })));
+  const warnings = [
+    ...summaries.filter((s) => s.dirtyLayers.length > 0).map((s) => `${s.distribution}: layer(s) ${s.dirtyLayers.join(', ')} have uncommitted changes (or are not in a git repository): tagged by name only, no commit or version tag`),
+    ...[...shared].map(([tag, owners]) => `${tag} was claimed by ${owners.join(', ')}: it now points at ${owners[owners.length - 1]}`),
+  ];
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(summaries.length === 1 && !args.all ? { ...summaries[0], warnings } : { builds: summaries, warnings, seconds: (Date.now() - started) / 1000 })}\n`);
+    return 0;
+  }
+  for (const l of shadowLines) out(l);
+  for (const w of warnings) out(`warning: ${w}`);
+  for (const s of summaries) {
+    out(`built ${s.distribution}: ${s.image.slice(0, 19)} ${s.packages} packages from ${s.layers.length} layer(s), ${s.shadowed} shadowed (${s.shadowedDiffering} differing), tags ${s.tags.map((t) => t.slice(t.lastIndexOf(':') + 1)).join(' ')}`
+      + `${s.pushed.length ? `, pushed ${s.pushed.length}` : ''}${s.saved ? `, saved ${s.saved.file} (${(s.saved.bytes / 1e6).toFixed(1)} MB)` : ''} in ${s.seconds.toFixed(1)} s`);
+  }
+  return 0;
+}
+
+function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof engine>, states: BuildState[], summaries: BuildSummary[], shadowLines: string[]): ListrTask[] {
+  let s: BuildState;
+  const t0 = Date.now();
+  // engine output as the running task's one-line status on a terminal; a log would be too long
+  const show = process.stdout.isTTY && !args.json;
+  const log = { current: (_l: string) => { /* set per task */ } };
+  return [
+    {
+      title: `definition ${d.file}`,
+      task: (_c, task) => {
+        s = newBuildState(d, { push: args.push, save: args.save, noCache: args.noCache, repository: args.repository, log: (l) => log.current(l) });
+        states.push(s);
+        task.title = `definition: ${d.layers.length} layer(s): ${d.layers.map((l) => l.name).join(', ')}`;
+      },
+    },
+    {
+      title: 'read layers',
+      task: async (_c, task) => {
+        await readLayers(s);
+        task.title = `read layers: ${s.layers.map((l) => `${l.name}@${l.commit.slice(0, 12)}`).join(', ')}`;
+      },
+    },
+    {
+      title: 'validate packages and merge',
+      task: async (_c, task) => {
+        const lines = await validateAndMerge(s);
+        for (const l of lines) shadowLines.push(`${d.name}: shadowed: ${l}`);
+        task.title = `validate and merge: ${s.merge!.served.length} packages served, ${lines.length} shadowed`;
+        if (lines.length) task.output = lines.join('\n');
+      },
+    },
+    {
+      title: 'registry base image',
+      task: async (_c, task) => {
+        if (show) log.current = (l) => { task.output = l; };
+        task.title = `registry base image: ${await ensureBaseImage(s, docker)}`;
+      },
+    },
+    {
+      title: 'build distribution image',
+      task: async (_c, task) => {
+        if (show) log.current = (l) => { task.output = l; };
+        const id = await buildDistributionImage(s, docker);
+        task.title = `build distribution image: ${id.slice(0, 19)}`;
+      },
+    },
+    {
+      title: 'tag',
+      task: async (_c, task) => {
+        await applyTags(s, docker);
+        task.title = `tag: ${s.tags.join(', ')}`;
+      },
+    },
+    {
+      title: 'push',
+      enabled: () => args.push,
+      task: async (_c, task) => {
+        if (show) log.current = (l) => { task.output = l; };
+        await pushTags(s, docker);
+        task.title = `push: ${s.pushed.length} tag(s), ${s.pushed[0]?.digest ?? ''}`;
+      },
+    },
+    {
+      title: 'summary',
+      task: (_c, task) => {
+        summaries.push(summarise(s, (Date.now() - t0) / 1000));
+        task.skip('done');
+      },
+    },
+  ];
+}
+
+async function load(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) { process.stdout.write(HELP.load); return 0; }
+  const json = argv.includes('--json');
+  const files = argv.filter((a) => a !== '--json');
+  for (const f of files) if (f.startsWith('-')) throw new UsageError(`unknown option ${f} (see load --help)`);
+  if (files.length !== 1) throw new UsageError('load wants exactly one <file.tar> (see load --help)');
+  const docker = engine();
+  await ensureEngine(docker);
+  const refs = await loadImages(docker, files[0]);
+  if (refs.length === 0) throw new EngineOperationError(`docker load: ${files[0]} held no tagged image`);
+  const byId = new Map<string, string[]>();
+  for (const ref of refs) {
+    const info = await inspectImage(docker, ref);
+    if (!info) throw new EngineOperationError(`docker load: ${ref} is not there after loading`);
+    byId.set(info.Id, [...(byId.get(info.Id) ?? []), ref]);
+  }
+  const results: Array<{ image: string; refs: string[]; distribution: string; packages: number; searched: number }> = [];
+  for (const [id, names] of byId) {
+    const info = (await inspectImage(docker, id))!;
+    const labels = info.Config?.Labels ?? {};
+    const missing = REQUIRED_LABELS.filter((l) => !labels[l]);
+    if (missing.length) throw new EngineOperationError(`${names[0]}: not a distribution image (labels missing: ${missing.join(', ')})`);
+    const c = await runImage(docker, id);
+    try {
+      await waitForHttp(`${c.url}/health`);
+      const list = await withTimeout((async () => {
+        const r = await fetch(`${c.url}/search?all=true&prerelease=true`, { signal: AbortSignal.timeout(30_000) });
+        if (!r.ok) throw new EngineOperationError(`${names[0]}: /search answered HTTP ${r.status}`);
+        return await r.json() as unknown[];
+      })(), 31_000, 'GET /search');
+      const expected = Number(labels[`${LABEL_PREFIX}.package-count`]);
+      if (list.length !== expected) throw new EngineOperationError(`${names[0]}: /search?all=true&prerelease=true lists ${list.length} packages, the label says ${expected}`);
+      results.push({ image: id, refs: names, distribution: labels[`${LABEL_PREFIX}.distribution`], packages: expected, searched: list.length });
+    } catch (err) {
+      const logs = await containerLogs(docker, c.id);
+      if (logs && !json) process.stderr.write(logs);
+      throw err;
+    } finally {
+      await removeContainer(docker, c.id);
+    }
+  }
+  if (json) out(JSON.stringify({ file: files[0], images: results }));
+  else for (const r of results) out(`loaded ${r.distribution}: ${r.image.slice(0, 19)} (${r.refs.join(', ')}): /health ok, /search lists ${r.searched} packages`);
+  return 0;
+}
+
+/** One clear line for what went wrong; details (if any) below it. */
+function report(err: unknown): number {
+  if (err instanceof UsageError) { process.stderr.write(`error: ${err.message}\n`); return 2; }
+  if (err instanceof InvalidPackagesError) {
+    process.stderr.write(`error: invalid package: ${err.problems[0]}${err.problems.length > 1 ? ` (and ${err.problems.length - 1} more problem(s))` : ''}; nothing was tagged\n`);
+    for (const p of err.problems.slice(1)) process.stderr.write(`  - ${p}\n`);
+    return 1;
+  }
+  if (err instanceof DistributionError) {
+    process.stderr.write(`error: invalid distribution ${err.file}: ${err.problems[0]}${err.problems.length > 1 ? ` (and ${err.problems.length - 1} more)` : ''}\n`);
+    for (const p of err.problems.slice(1)) process.stderr.write(`  - ${p}\n`);
+    return 1;
+  }
+  if (err instanceof EngineOperationError) {
+    process.stderr.write(`error: ${err.message.split('\n')[0]}; nothing was tagged or moved\n`);
+    for (const l of err.output.slice(-15)) process.stderr.write(`  | ${l}\n`);
+    return 1;
+  }
+  if (err instanceof EngineUnreachableError || err instanceof SourceMissingError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    return 1;
+  }
+  process.stderr.write(`error: ${(err as Error)?.message ?? String(err)}\n`);
+  return 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'build': return await build(rest);
+      case 'load': return await load(rest);
+      case undefined:
+      case '--help':
+      case '-h':
+      case 'help':
+        process.stdout.write(HELP.main);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}" (build or load; see --help)`);
+    }
+  } catch (err) {
+    return report(err);
+  }
+}
+
+// A wait that nothing keeps alive would let node exit quietly with 0: count that as a failure.
+let finished = false;
+process.exitCode = 1;
+process.on('beforeExit', () => {
+  if (!finished) {
+    finished = true;
+    process.stderr.write('error: stopped waiting for an answer that never came (engine or container); nothing more was done\n');
+  }
+});
+main(process.argv.slice(2)).then((code) => { finished = true; process.exitCode = code; });

@@ -1,0 +1,102 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { pipeline } from 'node:stream/promises';
+import tarFs from 'tar-fs';
+import { PROJECT_ROOT } from '../server/config.js';
+import type { LayerDef } from './distribution.js';
+
+/**
+ * Where a layer's packages come from. Each source is materialised into a
+ * staging folder of its own; a git source is read straight from the object
+ * store (`git archive`), never checked out, so the storage repository's
+ * working tree is left alone and any ref can be built.
+ */
+
+export class SourceMissingError extends Error {}
+
+export interface MaterialisedLayer {
+  name: string;
+  /** staging folder holding the layer's files */
+  dir: string;
+  /** commit the content came from */
+  commit: string;
+  /** the repository `commit` belongs to (for its tags) */
+  repo: string;
+  /** how to name the source to a human: a folder, or repo@ref:path */
+  origin: string;
+  kind: 'directory' | 'git';
+  /**
+   * The content is not exactly `commit`: a folder with uncommitted changes, or
+   * outside any git repository. Such a build gets no commit or version tag.
+   */
+  dirty: boolean;
+}
+
+const GIT_TIMEOUT_MS = 120_000;
+
+function git(repo: string, args: string[]): { ok: boolean; out: string; err: string } {
+  const r = spawnSync('git', ['-C', repo, ...args], { encoding: 'utf8', timeout: GIT_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 });
+  if (r.error) return { ok: false, out: '', err: r.error.message };
+  return { ok: r.status === 0, out: r.stdout.trim(), err: r.stderr.trim() };
+}
+
+/** `git rev-parse <ref>^{commit}`, or undefined when `repo` is not a git repository or the ref is unknown. */
+export function resolveCommit(repo: string, ref = 'HEAD'): string | undefined {
+  const r = git(repo, ['rev-parse', '--verify', '--quiet', `${ref}^{commit}`]);
+  return r.ok && /^[0-9a-f]{40,64}$/.test(r.out) ? r.out : undefined;
+}
+
+/** Names of the tags that point at `commit` (annotated or lightweight). */
+export function tagsPointingAt(repo: string, commit: string): string[] {
+  const r = git(repo, ['tag', '--points-at', commit]);
+  return r.ok && r.out ? r.out.split('\n').map((s) => s.trim()).filter(Boolean) : [];
+}
+
+/** The project's own commit (what the registry server in the image is built from). */
+export function projectCommit(): string {
+  return resolveCommit(PROJECT_ROOT) ?? 'unknown';
+}
+
+/** Copies a layer's source into `into` (created) and says which commit it is. */
+export async function materialiseLayer(layer: LayerDef, into: string): Promise<MaterialisedLayer> {
+  fs.mkdirSync(into, { recursive: true });
+  const src = layer.source;
+  if (src.kind === 'directory') {
+    if (!fs.existsSync(src.directory) || !fs.statSync(src.directory).isDirectory()) {
+      throw new SourceMissingError(`layer "${layer.name}": source folder ${src.directory} does not exist`);
+    }
+    // dereference: a symlinked package folder is copied as the files it points to
+    await fs.promises.cp(src.directory, into, { recursive: true, dereference: true, filter: (s) => !/(^|\/)\.git$/.test(s) });
+    const top = git(src.directory, ['rev-parse', '--show-toplevel']);
+    const commit = top.ok ? resolveCommit(top.out) : undefined;
+    if (!top.ok || !commit) return { name: layer.name, dir: into, commit: 'unknown', repo: src.directory, origin: src.directory, kind: 'directory', dirty: true };
+    const status = git(src.directory, ['status', '--porcelain', '--untracked-files=all', '--', '.']);
+    return { name: layer.name, dir: into, commit, repo: top.out, origin: src.directory, kind: 'directory', dirty: !status.ok || status.out !== '' };
+  }
+
+  if (!fs.existsSync(src.repo)) throw new SourceMissingError(`layer "${layer.name}": git repository ${src.repo} does not exist`);
+  const commit = resolveCommit(src.repo, src.ref);
+  if (!commit) throw new SourceMissingError(`layer "${layer.name}": ${src.repo} has no commit "${src.ref}" (or is not a git repository)`);
+  const origin = `${src.repo}@${src.ref}${src.path ? `:${src.path}` : ''}`;
+  if (src.path) {
+    const kind = git(src.repo, ['cat-file', '-t', `${commit}:${src.path}`]);
+    if (!kind.ok || kind.out !== 'tree') throw new SourceMissingError(`layer "${layer.name}": ${origin} is not a folder at commit ${commit.slice(0, 12)}`);
+  }
+  const args = ['-C', src.repo, 'archive', '--format=tar', commit];
+  if (src.path) args.push('--', src.path);
+  const child = spawn('git', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+  const timer = setTimeout(() => child.kill('SIGKILL'), GIT_TIMEOUT_MS);
+  try {
+    const strip = src.path ? src.path.split('/').length : 0;
+    await pipeline(child.stdout, tarFs.extract(into, { strip }));
+    const code = await exited;
+    if (code !== 0) throw new SourceMissingError(`layer "${layer.name}": git archive of ${origin} failed: ${stderr.trim().split('\n')[0] || `exit ${code}`}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  return { name: layer.name, dir: into, commit, repo: src.repo, origin, kind: 'git', dirty: false };
+}
