@@ -15,7 +15,7 @@ import { materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer
 import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
 import { deterministicTar, writeDeterministicTar } from './layers.js';
 import { imageLabels, imageTags, stackVersions } from './tags.js';
-import { buildImage, inspectImage, pushImage, saveImages, tagImage, untag } from './image.js';
+import { buildImage, inspectImage, pushImage, tagImage, untag } from './image.js';
 
 /**
  * The steps of one distribution build, each a function over one BuildState,
@@ -54,8 +54,6 @@ export interface BuildState {
   /** previous image of each tag (undefined: the tag did not exist) */
   previous: Map<string, string | undefined>;
   pushed: Array<{ ref: string; digest?: string }>;
-  saved?: { file: string; bytes: number };
-  timings: Record<string, number>;
 }
 
 export function newBuildState(distribution: Distribution, opts: BuildOptions): BuildState {
@@ -73,7 +71,6 @@ export function newBuildState(distribution: Distribution, opts: BuildOptions): B
     baseBuilt: false,
     previous: new Map(),
     pushed: [],
-    timings: {},
   };
 }
 
@@ -133,12 +130,17 @@ function git(args: string[]): string {
   return r.status === 0 ? r.stdout.trim() : '';
 }
 
-/** Builds package-registry:<version>-<digest> unless it exists (or --no-cache). */
+const baseForRun = new Map<string, string>();
+const builtThisRun = new Set<string>();
+
+/** Builds package-registry:<version>-<digest> unless it exists (or --no-cache: then once per run). */
 export async function ensureBaseImage(s: BuildState, docker: Docker): Promise<string> {
-  const tag = baseImageTag(s.distribution.baseImage, (await inspectImage(docker, s.distribution.baseImage))?.Id);
+  // one base per run and Node image: `build --all` keeps one base even if server/ changes meanwhile
+  const tag = baseForRun.get(s.distribution.baseImage) ?? baseImageTag(s.distribution.baseImage, (await inspectImage(docker, s.distribution.baseImage))?.Id);
+  baseForRun.set(s.distribution.baseImage, tag);
   const ref = `${BASE_REPOSITORY}:${tag}`;
   s.baseTag = tag;
-  if (!s.opts.noCache && await inspectImage(docker, ref)) return `${ref} present`;
+  if ((!s.opts.noCache || builtThisRun.has(ref)) && await inspectImage(docker, ref)) return `${ref} present`;
   const temp = `${TEMP_REPOSITORY}:base-${crypto.randomBytes(6).toString('hex')}`;
   try {
     const id = await buildImage(docker, {
@@ -156,6 +158,7 @@ export async function ensureBaseImage(s: BuildState, docker: Docker): Promise<st
       onOutput: s.opts.log,
     });
     await tagImage(docker, id, ref);
+    builtThisRun.add(ref);
     s.baseBuilt = true;
     return `${ref} built`;
   } finally {
@@ -256,10 +259,6 @@ export async function pushTags(s: BuildState, docker: Docker): Promise<void> {
   }
 }
 
-export async function saveTags(s: BuildState, docker: Docker, file: string): Promise<void> {
-  s.saved = { file: path.resolve(file), bytes: await saveImages(docker, s.tags, file) };
-}
-
 export function cleanup(s: BuildState): void {
   fs.rmSync(s.work, { recursive: true, force: true });
 }
@@ -302,7 +301,6 @@ export function summarise(s: BuildState, seconds: number): BuildSummary {
     baseImage: `${BASE_REPOSITORY}:${s.baseTag}`,
     baseBuilt: s.baseBuilt,
     pushed: s.pushed,
-    saved: s.saved,
     seconds,
   };
 }

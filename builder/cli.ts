@@ -1,15 +1,18 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
+import path from 'node:path';
 import { Listr, ListrLogger, type ListrTask } from 'listr2';
-import { DISTRIBUTIONS_DIR, DistributionError, listDistributions, loadDistribution, type Distribution } from './distribution.js';
+import { DISTRIBUTIONS_DIR, DistributionError, distributionFile, listDistributions, loadDistribution, type Distribution } from './distribution.js';
 import { SourceMissingError } from './sources.js';
 import { InvalidPackagesError } from './merge.js';
-import { EngineOperationError, EngineUnreachableError, engine, ensureEngine, inspectImage, loadImages, removeContainer, runImage, containerLogs, waitForHttp, withTimeout } from './image.js';
+import {
+  EngineOperationError, EngineUnreachableError, containerLogs, engine, ensureEngine, inspectImage, loadImages, removeContainer, runImage, saveImages, waitForHttp, withTimeout,
+} from './image.js';
 import { REQUIRED_LABELS, LABEL_PREFIX, sharedTags } from './tags.js';
 import {
-  applyTags, buildDistributionImage, cleanup, dropTempTag, ensureBaseImage, newBuildState, pushTags, readLayers, saveTags, summarise, validateAndMerge,
+  applyTags, buildDistributionImage, cleanup, dropTempTag, ensureBaseImage, newBuildState, pushTags, readLayers, summarise, validateAndMerge,
   type BuildState, type BuildSummary,
 } from './build.js';
-import { saveImages } from './image.js';
 
 /**
  * build:distribution and load:distribution. Errors are mapped to exit codes
@@ -84,6 +87,8 @@ function parseBuildArgs(argv: string[]): BuildArgs {
   if (a.all && a.names.length > 0) throw new UsageError('give either --all or distribution names, not both');
   if (!a.all && a.names.length === 0) throw new UsageError('which distribution? (build <name> or build --all; see build --help)');
   if (a.save !== undefined && !a.save.endsWith('.tar')) throw new UsageError(`--save wants a .tar file name, got "${a.save}"`);
+  // checked before building: a save that cannot happen should not leave freshly moved tags behind it
+  if (a.save !== undefined && !fs.existsSync(path.dirname(path.resolve(a.save)))) throw new UsageError(`--save: folder ${path.dirname(path.resolve(a.save))} does not exist`);
   return a;
 }
 
@@ -95,7 +100,13 @@ async function build(argv: string[]): Promise<number> {
   const started = Date.now();
   const names = args.all
     ? listDistributions().map((n) => loadDistribution(n)).sort((x, y) => x.layers.length - y.layers.length || x.name.localeCompare(y.name))
-    : args.names.map((n) => loadDistribution(n));
+    : args.names.map((n) => {
+      if (!fs.existsSync(distributionFile(n))) {
+        const known = listDistributions();
+        throw new UsageError(`no distribution "${n}" (${distributionFile(n)} does not exist; known: ${known.join(', ') || 'none'})`);
+      }
+      return loadDistribution(n);
+    });
   const docker = engine();
   await ensureEngine(docker);
 

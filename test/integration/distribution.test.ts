@@ -1,0 +1,415 @@
+/**
+ * The distribution builder against a real Docker engine and a real registry:
+ * builds the three sample distributions, runs them, checks the served sets,
+ * the first-wins content, the shared production layer, the tag rule with a git
+ * layer, a broken layer (nothing tagged), push/pull and save/load.
+ *
+ * Containers are reached only through ports published on 127.0.0.1. Every
+ * image tag lives in a test-only repository on the test registry, and
+ * everything created is removed at the end.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import { expect } from 'chai';
+import yauzl from 'yauzl';
+import type Docker from 'dockerode';
+import { engine, ensureEngine, inspectImage, pullImage, removeContainer, runImage, untag, waitForHttp, withTimeout, type RunningContainer } from '../../builder/image.js';
+import { loadPackagePath } from '../../server/packages/index.js';
+import { mergeFirstWins } from '../../server/packages/precedence.js';
+import { cleanupTmp, tmpDir, writeDirPackage } from '../helpers/fixtures.js';
+import { PROJECT_ROOT } from '../helpers/server.js';
+
+const CLI = path.join(PROJECT_ROOT, 'dist', 'builder', 'cli.js');
+const LAYERS = path.join(PROJECT_ROOT, 'distributions', 'layers');
+const SAMPLES = ['production', 'staging', 'snapshot'] as const;
+const SAMPLE_LAYERS: Record<string, string[]> = { production: ['production'], staging: ['production', 'staging'], snapshot: ['production', 'staging', 'snapshot'] };
+
+interface CliResult { code: number | null; stdout: string; stderr: string; seconds: number }
+
+function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 600_000): Promise<CliResult> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr, seconds: (Date.now() - started) / 1000 }); });
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function sh(cmd: string, args: string[], timeoutMs = 300_000): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.error?.message}`);
+  return r.stdout.trim();
+}
+
+/** What first-wins over the layers serves, by the shared package model. */
+async function expectedSet(layers: string[]): Promise<string[]> {
+  const loaded = [];
+  for (const l of layers) loaded.push((await loadPackagePath(path.join(LAYERS, l), { validate: true })).packages);
+  return mergeFirstWins(loaded).winners.map((p) => `${p.name}@${p.version}`).sort();
+}
+
+async function searchAll(url: string): Promise<Array<{ name: string; version: string; title: string }>> {
+  const r = await fetch(`${url}/search?all=true&prerelease=true`, { signal: AbortSignal.timeout(30_000) });
+  expect(r.status).to.equal(200);
+  return await r.json() as Array<{ name: string; version: string; title: string }>;
+}
+
+const ids = (list: Array<{ name: string; version: string }>) => list.map((p) => `${p.name}@${p.version}`).sort();
+
+async function exec(docker: Docker, id: string, cmd: string[]): Promise<{ code: number; out: string }> {
+  const e = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await e.start({ hijack: true, stdin: false });
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => { text += c.toString(); });
+  docker.modem.demuxStream(stream, out, out);
+  await withTimeout(new Promise<void>((resolve) => { stream.on('end', resolve); stream.on('close', resolve); }), 60_000, `exec ${cmd.join(' ')}`);
+  const info = await e.inspect();
+  return { code: info.ExitCode ?? -1, out: text };
+}
+
+function readZipEntry(buf: Buffer, entry: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    yauzl.fromBuffer(buf, { lazyEntries: true }, (err, zip) => {
+      if (err || !zip) { reject(err); return; }
+      zip.on('entry', (e: yauzl.Entry) => {
+        if (e.fileName !== entry) { zip.readEntry(); return; }
+        zip.openReadStream(e, (err2, s) => {
+          if (err2 || !s) { reject(err2); return; }
+          const chunks: Buffer[] = [];
+          s.on('data', (c: Buffer) => chunks.push(c));
+          s.on('end', () => resolve(Buffer.concat(chunks)));
+        });
+      });
+      zip.on('end', () => reject(new Error(`no ${entry} in zip`)));
+      zip.readEntry();
+    });
+  });
+}
+
+describe('distribution images (Docker engine + registry)', function () {
+  this.timeout(900_000);
+  const docker = engine();
+  let registryPid: number | undefined;
+  let repo = '';
+  const containers: string[] = [];
+  const createdRefs = new Set<string>();
+  const builds: Record<string, { image: string; tags: string[]; seconds: number }> = {};
+  const answers: Record<string, string[]> = {};
+
+  async function run(image: string): Promise<RunningContainer> {
+    const c = await runImage(docker, image);
+    containers.push(c.id);
+    await waitForHttp(`${c.url}/health`, 60_000);
+    return c;
+  }
+
+  async function stop(c: RunningContainer): Promise<void> {
+    await removeContainer(docker, c.id);
+    containers.splice(containers.indexOf(c.id), 1);
+  }
+
+  before(async () => {
+    await ensureEngine(docker);
+    sh('bash', [path.join(PROJECT_ROOT, '..', 'shared', 'ci', 'node-base-image.sh')]);
+    const port = await freePort();
+    registryPid = Number(sh('bash', [path.join(PROJECT_ROOT, '..', 'shared', 'ci', 'registry-up.sh'), String(port)], 120_000).split('\n').pop());
+    repo = `127.0.0.1:${port}/epr-it/distribution`;
+    for (const d of SAMPLES) {
+      const r = await cli(['build', d, '--repository', repo, '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+      const summary = JSON.parse(r.stdout) as { image: string; tags: string[] };
+      builds[d] = { ...summary, seconds: r.seconds };
+      for (const t of summary.tags) createdRefs.add(t);
+    }
+  });
+
+  after(async () => {
+    for (const c of containers) await removeContainer(docker, c);
+    for (const ref of createdRefs) await untag(docker, ref).catch(() => undefined);
+    if (registryPid) try { process.kill(registryPid); } catch { /* gone */ }
+    cleanupTmp();
+    process.stdout.write(`      build times: ${SAMPLES.map((d) => `${d} ${builds[d]?.seconds.toFixed(1)} s`).join(', ')}\n`);
+  });
+
+  it('each image serves exactly the first-wins merge of its layers', async () => {
+    for (const d of SAMPLES) {
+      const c = await run(builds[d].image);
+      const served = ids(await searchAll(c.url));
+      expect(served, d).to.deep.equal(await expectedSet(SAMPLE_LAYERS[d]));
+      answers[d] = served;
+      await stop(c);
+    }
+  });
+
+  it('a name+version in two layers is served with the first layer\'s content and named in the shadow report', async () => {
+    const c = await run(builds.staging.image);
+    const report = JSON.parse((await exec(docker, c.id, ['cat', '/package-registry/shadow-report.json'])).out) as {
+      shadowed: Array<{ name: string; version: string; winner: { layer: string; hash: string }; hidden: { layer: string; hash: string }; differs: boolean }>;
+    };
+    const both = report.shadowed.find((s) => s.winner.layer === 'production' && s.hidden.layer === 'staging');
+    expect(both, JSON.stringify(report)).to.not.equal(undefined);
+    const { name, version } = both!;
+    expect(both!.differs).to.equal(true);
+    expect(both!.winner.hash).to.not.equal(both!.hidden.hash);
+
+    const r = await fetch(`${c.url}/epr/${name}/${name}-${version}.zip`, { signal: AbortSignal.timeout(30_000) });
+    expect(r.status).to.equal(200);
+    const zip = Buffer.from(await r.arrayBuffer());
+    const served = await readZipEntry(zip, `${name}-${version}/manifest.yml`);
+    expect(served.equals(fs.readFileSync(path.join(LAYERS, 'production', name, version, 'manifest.yml')))).to.equal(true);
+    expect(served.equals(fs.readFileSync(path.join(LAYERS, 'staging', name, version, 'manifest.yml')))).to.equal(false);
+    await stop(c);
+  });
+
+  it('the three images share the production layer (same diff ID at the same position)', async () => {
+    const info = await Promise.all(SAMPLES.map(async (d) => (await inspectImage(docker, builds[d].image))!));
+    const base = await inspectImage(docker, info[0].Config.Labels!['org.opencontainers.image.base.name']);
+    const n = base!.RootFS.Layers!.length;
+    const layers = info.map((i) => i.RootFS.Layers!);
+    expect(layers[1][n]).to.equal(layers[0][n]);
+    expect(layers[2][n]).to.equal(layers[0][n]);
+    expect(layers[2][n + 1], 'staging layer shared by staging and snapshot').to.equal(layers[1][n + 1]);
+    expect(layers[0].slice(0, n)).to.deep.equal(base!.RootFS.Layers);
+  });
+
+  describe('tags from a git layer', () => {
+    let storage = '';
+    let commit = '';
+    let defDir = '';
+
+    before(() => {
+      storage = tmpDir('epr-it-storage-');
+      writeDirPackage(path.join(storage, 'packages'), { name: 'git_pkg', version: '0.1.0' });
+      const git = (...args: string[]) => sh('git', ['-C', storage, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args]);
+      git('init', '-q', '-b', 'main');
+      git('add', '.');
+      git('commit', '-q', '-m', 'packages');
+      git('tag', '7.9.0');
+      git('tag', 'v7.9.0');
+      git('tag', '-a', '7.10.0', '-m', 'annotated');
+      commit = git('rev-parse', 'HEAD');
+      // a later commit changes the working tree: the build reads the ref, not the checkout
+      fs.rmSync(path.join(storage, 'packages'), { recursive: true });
+      defDir = tmpDir('epr-it-defs-');
+    });
+
+    function writeDefinition(name: string, extraLayer?: string, baseImage = 'node:20-bookworm-slim'): string {
+      const file = path.join(defDir, `${name}.yml`);
+      fs.writeFileSync(file, [
+        `name: ${name}`, 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', `  base_image: ${baseImage}`, 'layers:',
+        '  - name: storage', '    source:', `      git: { repo: ${storage}, ref: main, path: packages }`,
+        ...(extraLayer ? ['  - name: extra', '    source:', `      directory: ${extraLayer}`] : []),
+      ].join('\n'));
+      return file;
+    }
+
+    it('tags name, commit hash and each bare X.Y.Z git tag on the commit', async () => {
+      const r = await cli(['build', writeDefinition('itgit'), '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+      const s = JSON.parse(r.stdout) as { image: string; tags: string[]; commit: string };
+      for (const t of s.tags) createdRefs.add(t);
+      expect(s.commit).to.equal(commit);
+      expect(s.tags).to.deep.equal([`${repo}:itgit`, `${repo}:${commit}`, `${repo}:7.9.0`, `${repo}:7.10.0`]);
+      const info = await inspectImage(docker, s.image);
+      expect(info!.RepoTags).to.include.members(s.tags);
+      expect(info!.RepoTags).to.not.include(`${repo}:v7.9.0`);
+      expect(await inspectImage(docker, `${repo}:v7.9.0`)).to.equal(undefined);
+      const c = await run(s.image);
+      expect(ids(await searchAll(c.url))).to.include('git_pkg@0.1.0');
+      await stop(c);
+    });
+
+    it('a layer with a broken manifest fails the build, names the file, and moves no tag', async () => {
+      const before = (await inspectImage(docker, `${repo}:itgit`))!.Id;
+      const broken = tmpDir('epr-it-broken-');
+      writeDirPackage(broken, { name: 'broken_pkg', version: '1.0.0', omit: ['title'] });
+      const r = await cli(['build', writeDefinition('itgit', broken)]);
+      expect(r.code).to.equal(1);
+      const first = r.stderr.split('\n')[0];
+      expect(first).to.match(/^error: invalid package: layer extra: /);
+      expect(first).to.include(path.join(broken, 'broken_pkg', '1.0.0', 'manifest.yml'));
+      expect(first).to.include('title');
+      expect((await inspectImage(docker, `${repo}:itgit`))!.Id).to.equal(before);
+      expect((await inspectImage(docker, `${repo}:${commit}`))!.Id).to.equal(before);
+    });
+
+    it('a failing docker build (reported inside the build stream) fails the command and moves no tag', async () => {
+      const before = (await inspectImage(docker, `${repo}:itgit`))!.Id;
+      const r = await cli(['build', writeDefinition('itgit', undefined, 'epr-it-no-such-image:none'), '--no-cache']);
+      expect(r.code, r.stdout + r.stderr).to.equal(1);
+      expect(r.stderr.split('\n')[0]).to.match(/^error: docker build failed at step \d+\/\d+ \(FROM \$\{NODE_IMAGE\} AS build\): /);
+      expect((await inspectImage(docker, `${repo}:itgit`))!.Id).to.equal(before);
+      const temps = await docker.listImages({ filters: JSON.stringify({ reference: ['package-registry-build'] }) } as never);
+      expect(temps, 'temporary build tags are removed').to.deep.equal([]);
+    });
+
+    it('a folder layer with uncommitted changes gets the name tag only', async () => {
+      const work = tmpDir('epr-it-work-');
+      writeDirPackage(path.join(work, 'layer'), { name: 'dirty_pkg', version: '1.0.0' });
+      const git = (...args: string[]) => sh('git', ['-C', work, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args]);
+      git('init', '-q', '-b', 'main');
+      git('add', '.');
+      git('commit', '-q', '-m', 'layer');
+      git('tag', '8.0.0');
+      const head = git('rev-parse', 'HEAD');
+      const file = path.join(defDir, 'itdirty.yml');
+      fs.writeFileSync(file, [
+        'name: itdirty', 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', 'layers:',
+        '  - name: work', '    source:', `      directory: ${path.join(work, 'layer')}`,
+      ].join('\n'));
+      const clean = await cli(['build', file, '--json']);
+      expect(clean.code, clean.stderr).to.equal(0);
+      const c = JSON.parse(clean.stdout) as { tags: string[]; warnings: string[] };
+      for (const t of c.tags) createdRefs.add(t);
+      expect(c.tags).to.deep.equal([`${repo}:itdirty`, `${repo}:${head}`, `${repo}:8.0.0`]);
+
+      fs.appendFileSync(path.join(work, 'layer', 'dirty_pkg', '1.0.0', 'docs', 'README.md'), 'changed, not committed\n');
+      const dirty = await cli(['build', file, '--json']);
+      expect(dirty.code, dirty.stderr).to.equal(0);
+      const d = JSON.parse(dirty.stdout) as { image: string; tags: string[]; warnings: string[]; dirtyLayers: string[] };
+      expect(d.tags).to.deep.equal([`${repo}:itdirty`]);
+      expect(d.dirtyLayers).to.deep.equal(['work']);
+      expect(d.warnings.join('\n')).to.match(/layer\(s\) work have uncommitted changes/);
+      expect((await inspectImage(docker, `${repo}:${head}`))!.Id, 'the commit tag stays on the clean build').to.not.equal(d.image);
+      expect((await inspectImage(docker, `${repo}:itdirty`))!.Config.Labels!['org.elastic.package-registry.layers']).to.equal(`work@${head}+dirty`);
+    });
+
+    it('a missing layer source fails with one line and moves no tag', async () => {
+      const before = (await inspectImage(docker, `${repo}:itgit`))!.Id;
+      const r = await cli(['build', writeDefinition('itgit', path.join(defDir, 'nope'))]);
+      expect(r.code).to.equal(1);
+      expect(r.stderr.trim().split('\n')).to.have.length(1);
+      expect(r.stderr).to.match(/layer "extra": source folder .*nope does not exist/);
+      expect((await inspectImage(docker, `${repo}:itgit`))!.Id).to.equal(before);
+    });
+  });
+
+  it('push, remove the local images, pull, run: same answers', async () => {
+    const r = await cli(['build', 'production', '--repository', repo, '--push', '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const s = JSON.parse(r.stdout) as { image: string; tags: string[]; pushed: Array<{ ref: string; digest?: string }> };
+    expect(s.pushed.map((p) => p.ref)).to.deep.equal(s.tags);
+    for (const p of s.pushed) expect(p.digest).to.match(/^sha256:[0-9a-f]{64}$/);
+    for (const t of s.tags) await untag(docker, t);
+    expect(await inspectImage(docker, `${repo}:production`)).to.equal(undefined);
+    await pullImage(docker, `${repo}:production`);
+    const c = await run(`${repo}:production`);
+    expect(ids(await searchAll(c.url))).to.deep.equal(answers.production);
+    await stop(c);
+  });
+
+  it('a refused push fails and puts the tags back', async () => {
+    const before = (await inspectImage(docker, `${repo}:production`))!.Id;
+    // nothing listens on this port: the engine's push stream reports the failure
+    const deadRepo = `127.0.0.1:${await freePort()}/epr-it/distribution`;
+    const r = await cli(['build', 'production', '--repository', deadRepo, '--push']);
+    expect(r.code).to.equal(1);
+    expect(r.stderr.split('\n')[0]).to.match(/^error: docker push .* failed/);
+    expect(await inspectImage(docker, `${deadRepo}:production`)).to.equal(undefined);
+    expect((await inspectImage(docker, `${repo}:production`))!.Id).to.equal(before);
+  });
+
+  it('push to a registry that wants a password: credentials from the docker config; without them the push is refused and the tags go back', async () => {
+    const dir = tmpDir('epr-it-auth-');
+    const salt = '$2b$10$' + 'abcdefghijklmnopqrstuv';
+    const hash = sh('python3', ['-c', `import crypt; print(crypt.crypt('s3cret', '${salt}'))`]);
+    fs.writeFileSync(path.join(dir, 'htpasswd'), `builder:${hash}\n`);
+    const port = await freePort();
+    const pid = Number(sh('bash', [path.join(PROJECT_ROOT, '..', 'shared', 'ci', 'registry-up.sh'), String(port), path.join(dir, 'htpasswd')], 120_000).split('\n').pop());
+    const authRepo = `127.0.0.1:${port}/epr-it/auth`;
+    try {
+      const withCreds = path.join(dir, 'with');
+      const without = path.join(dir, 'without');
+      fs.mkdirSync(withCreds);
+      fs.mkdirSync(without);
+      fs.writeFileSync(path.join(withCreds, 'config.json'), JSON.stringify({ auths: { [`127.0.0.1:${port}`]: { auth: Buffer.from('builder:s3cret').toString('base64') } } }));
+
+      const refused = await cli(['build', 'production', '--repository', authRepo, '--push'], { DOCKER_CONFIG: without });
+      expect(refused.code).to.equal(1);
+      expect(refused.stderr.split('\n')[0]).to.match(/^error: docker push 127\.0\.0\.1:\d+\/epr-it\/auth:production failed: .*(auth|credentials)/i);
+      expect(await inspectImage(docker, `${authRepo}:production`), 'a tag that did not exist before is removed again').to.equal(undefined);
+
+      const ok = await cli(['build', 'production', '--repository', authRepo, '--push', '--json'], { DOCKER_CONFIG: withCreds });
+      expect(ok.code, ok.stderr).to.equal(0);
+      const s = JSON.parse(ok.stdout) as { tags: string[]; pushed: Array<{ ref: string }> };
+      for (const t of s.tags) createdRefs.add(t);
+      expect(s.pushed.map((p) => p.ref)).to.deep.equal(s.tags);
+      const catalog = await fetch(`http://127.0.0.1:${port}/v2/epr-it/auth/tags/list`, { headers: { authorization: `Basic ${Buffer.from('builder:s3cret').toString('base64')}` } });
+      expect(((await catalog.json()) as { tags: string[] }).tags).to.include('production');
+    } finally {
+      try { process.kill(pid); } catch { /* gone */ }
+    }
+  });
+
+  it('--save, docker rmi, load, run: same answers, and /health answers with the network disabled', async () => {
+    const dir = tmpDir('epr-it-save-');
+    const file = path.join(dir, 'snapshot.tar');
+    const r = await cli(['build', 'snapshot', '--repository', repo, '--save', file, '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const s = JSON.parse(r.stdout) as { image: string; tags: string[]; saved: { bytes: number } };
+    expect(fs.statSync(file).size).to.equal(s.saved.bytes);
+    expect(fs.readdirSync(dir)).to.deep.equal(['snapshot.tar']);
+    for (const t of s.tags) await untag(docker, t);
+    // the image goes with its last tag (it may still carry tags from builds outside this test)
+    const left = await inspectImage(docker, s.image);
+    if (left) expect(left.RepoTags?.filter((t) => t.startsWith(`${repo}:`))).to.deep.equal([]);
+    else expect(left).to.equal(undefined);
+
+    const loaded = await cli(['load', file, '--json']);
+    expect(loaded.code, loaded.stderr).to.equal(0);
+    const l = JSON.parse(loaded.stdout) as { images: Array<{ image: string; distribution: string; searched: number }> };
+    expect(l.images.map((i) => [i.image, i.distribution])).to.deep.equal([[s.image, 'snapshot']]);
+
+    const c = await run(`${repo}:snapshot`);
+    expect(ids(await searchAll(c.url))).to.deep.equal(answers.snapshot);
+    await stop(c);
+
+    const offline = await docker.createContainer({ Image: `${repo}:snapshot`, HostConfig: { NetworkMode: 'none' } });
+    containers.push(offline.id);
+    await offline.start();
+    const probe = "fetch('http://127.0.0.1:8080/health').then((r) => { console.log(r.status); process.exit(r.ok ? 0 : 1); }, (e) => { console.log(e.message); process.exit(1); })";
+    let result = { code: -1, out: '' };
+    for (let i = 0; i < 60 && result.code !== 0; i++) {
+      result = await exec(docker, offline.id, ['node', '-e', probe]);
+      if (result.code !== 0) await new Promise((res) => setTimeout(res, 500));
+    }
+    expect(result, result.out).to.deep.include({ code: 0 });
+    expect(result.out.trim()).to.equal('200');
+    await removeContainer(docker, offline.id);
+  });
+
+  it('usage errors exit 2; an unreachable engine is one clear line', async () => {
+    expect((await cli(['build'])).code).to.equal(2);
+    expect((await cli(['build', 'production', '--bogus'])).code).to.equal(2);
+    expect((await cli(['load'])).code).to.equal(2);
+    const unknown = await cli(['build', 'no-such-distribution']);
+    expect(unknown.code).to.equal(2);
+    expect(unknown.stderr).to.match(/^error: no distribution "no-such-distribution" .*known: .*production/);
+    const help = await cli(['build', '--help']);
+    expect(help.code).to.equal(0);
+    expect(help.stdout).to.match(/^Usage: build/);
+    const child = spawnSync(process.execPath, [CLI, 'build', 'production'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, DOCKER_HOST: 'unix:///nonexistent/docker.sock' } });
+    expect(child.status).to.equal(1);
+    expect(child.stderr.trim().split('\n')).to.have.length(1);
+    expect(child.stderr).to.match(/cannot reach the Docker engine at unix:\/\/\/nonexistent\/docker\.sock .*docker-up\.sh/);
+  });
+});

@@ -1,0 +1,69 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { expect } from 'chai';
+import { materialiseLayer, SourceMissingError } from '../../builder/sources.js';
+import { cleanupTmp, tmpDir, writeDirPackage } from '../helpers/fixtures.js';
+
+function git(repo: string, ...args: string[]): string {
+  const r = spawnSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return r.stdout.trim();
+}
+
+describe('builder: layer sources', () => {
+  after(cleanupTmp);
+  let repo = '';
+  let first = '';
+
+  before(() => {
+    repo = tmpDir('src-repo-');
+    writeDirPackage(path.join(repo, 'store', 'packages'), { name: 'p', version: '1.0.0', readme: 'first\n' });
+    git(repo, 'init', '-q', '-b', 'main');
+    git(repo, 'add', '.');
+    git(repo, 'commit', '-q', '-m', 'one');
+    first = git(repo, 'rev-parse', 'HEAD');
+    fs.writeFileSync(path.join(repo, 'store', 'packages', 'p', '1.0.0', 'docs', 'README.md'), 'second\n');
+    git(repo, 'commit', '-q', '-am', 'two');
+    // the working tree differs from both commits: a git source never reads it
+    fs.writeFileSync(path.join(repo, 'store', 'packages', 'p', '1.0.0', 'docs', 'README.md'), 'uncommitted\n');
+  });
+
+  it('reads a ref\'s folder from the object store, not the checkout, and records its commit', async () => {
+    const into = path.join(tmpDir('src-out-'), 'packages', 'x');
+    const m = await materialiseLayer({ name: 'x', source: { kind: 'git', repo, ref: first, path: 'store/packages' } }, into);
+    expect(m).to.deep.include({ commit: first, repo, kind: 'git', dirty: false });
+    expect(fs.readFileSync(path.join(into, 'p', '1.0.0', 'docs', 'README.md'), 'utf8')).to.equal('first\n');
+    const head = await materialiseLayer({ name: 'x', source: { kind: 'git', repo, ref: 'main', path: 'store/packages' } }, path.join(tmpDir('src-out-'), 'x'));
+    expect(head.commit).to.equal(git(repo, 'rev-parse', 'main'));
+  });
+
+  it('a folder source records its repository\'s HEAD and whether it has uncommitted changes', async () => {
+    const m = await materialiseLayer({ name: 'x', source: { kind: 'directory', directory: path.join(repo, 'store', 'packages') } }, path.join(tmpDir('src-out-'), 'x'));
+    expect(m).to.deep.include({ commit: git(repo, 'rev-parse', 'HEAD'), kind: 'directory', dirty: true });
+    const outside = tmpDir('src-plain-');
+    writeDirPackage(outside, { name: 'q', version: '1.0.0' });
+    const o = await materialiseLayer({ name: 'y', source: { kind: 'directory', directory: outside } }, path.join(tmpDir('src-out-'), 'y'));
+    expect(o).to.deep.include({ commit: 'unknown', dirty: true });
+    expect(fs.existsSync(path.join(o.dir, 'q', '1.0.0', 'manifest.yml'))).to.equal(true);
+  });
+
+  it('a missing folder, ref or path is a SourceMissingError naming it', async () => {
+    const out = () => path.join(tmpDir('src-out-'), 'z');
+    const cases: Array<[Parameters<typeof materialiseLayer>[0], RegExp]> = [
+      [{ name: 'z', source: { kind: 'directory', directory: '/nonexistent/layer' } }, /source folder \/nonexistent\/layer does not exist/],
+      [{ name: 'z', source: { kind: 'git', repo, ref: 'no-such-ref', path: '' } }, /has no commit "no-such-ref"/],
+      [{ name: 'z', source: { kind: 'git', repo, ref: 'main', path: 'nope' } }, /@main:nope is not a folder at commit/],
+      [{ name: 'z', source: { kind: 'git', repo: '/nonexistent/repo', ref: 'main', path: '' } }, /git repository \/nonexistent\/repo does not exist/],
+    ];
+    for (const [layer, re] of cases) {
+      try {
+        await materialiseLayer(layer, out());
+        expect.fail(`expected an error for ${JSON.stringify(layer)}`);
+      } catch (err) {
+        expect(err, String(err)).to.be.instanceOf(SourceMissingError);
+        expect((err as Error).message).to.match(re);
+      }
+    }
+  });
+});
