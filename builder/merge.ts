@@ -1,4 +1,7 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { writeBakedIndex } from '../server/packages/baked.js';
+import { FIXED_MTIME } from './layers.js';
 import path from 'node:path';
 import { loadPackagePath } from '../server/packages/index.js';
 import { mergeFirstWins } from '../server/packages/precedence.js';
@@ -122,6 +125,7 @@ export async function mergeLayers(distribution: string, layers: Array<Materialis
         for (const f of walkFiles(p.source.location)) files.push(rel(path.join(p.source.location, ...f.path.split('/'))));
       }
     }
+    files.push(rel(await bakeContribution(l.dir, keep, files.map((f) => path.join(l.root, ...f.split('/'))))));
     contributions.push({ name: l.name, root: l.root, entries: withParents([rel(l.dir), ...files]), packages: await Promise.all(keep.map(ref)) });
   }
 
@@ -140,6 +144,17 @@ export async function mergeLayers(distribution: string, layers: Array<Materialis
     report: { distribution, layers: layers.map((l) => l.name), shadowed },
     packagesDigest: packagesDigest(served),
   };
+}
+
+/**
+ * Writes the layer's baked index next to its packages, so the registry in the
+ * image starts without parsing them. The files get the tar's fixed time first:
+ * the index records manifest sizes and times, and must match what the image
+ * holds after Docker extracts the layer.
+ */
+async function bakeContribution(layerDir: string, packages: Package[], files: string[]): Promise<string> {
+  for (const f of files) await fs.promises.utimes(f, FIXED_MTIME, FIXED_MTIME);
+  return writeBakedIndex(layerDir, packages);
 }
 
 /** The identity of a served set: same packages with the same files -> same digest. */
