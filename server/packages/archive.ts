@@ -10,12 +10,8 @@ import type { PackageSource } from './source.js';
 /** A fixed timestamp keeps archives built from the same files byte-identical. */
 export const ARCHIVE_MTIME = new Date('2020-01-01T00:00:00Z');
 
-/**
- * Zips a package as `<name>-<version>/...`: directory entries, then files,
- * in sorted walk order, streamed as it is read (nothing held in memory).
- */
-export function zipPackage(source: PackageSource, topFolder: string): Readable {
-  const zip = new yazl.ZipFile();
+/** A package's files in sorted walk order, each folder announced before its first file. */
+export function* archiveOrder(source: PackageSource): Generator<{ kind: 'directory' | 'file'; path: string }> {
   const seenDirs = new Set<string>();
   for (const f of source.files()) {
     const parts = f.path.split('/');
@@ -23,11 +19,26 @@ export function zipPackage(source: PackageSource, topFolder: string): Readable {
       const dir = parts.slice(0, i).join('/');
       if (seenDirs.has(dir)) continue;
       seenDirs.add(dir);
-      zip.addEmptyDirectory(`${topFolder}/${dir}/`, { mtime: ARCHIVE_MTIME, mode: 0o40755 });
+      yield { kind: 'directory', path: dir };
     }
-    const rel = f.path;
+    yield { kind: 'file', path: f.path };
+  }
+}
+
+/**
+ * Zips a package as `<name>-<version>/...`: directory entries, then files,
+ * in sorted walk order, streamed as it is read (nothing held in memory).
+ */
+export function zipPackage(source: PackageSource, topFolder: string): Readable {
+  const zip = new yazl.ZipFile();
+  for (const e of archiveOrder(source)) {
+    if (e.kind === 'directory') {
+      zip.addEmptyDirectory(`${topFolder}/${e.path}/`, { mtime: ARCHIVE_MTIME, mode: 0o40755 });
+      continue;
+    }
+    const rel = e.path;
     zip.addReadStreamLazy(`${topFolder}/${rel}`, { mtime: ARCHIVE_MTIME, mode: 0o100644 }, (cb) => {
-      source.openStream(rel).then((s) => cb(null, s), (err: Error) => cb(err, undefined as unknown as Readable));
+      source.openStream(rel).then((st) => cb(null, st), (err: Error) => cb(err, undefined as unknown as Readable));
     });
   }
   zip.end();
@@ -111,23 +122,19 @@ export class ZipCache {
 export function tarGzPackage(source: PackageSource, topFolder: string): Readable {
   const pack = tarStream.pack();
   const gzip = zlib.createGzip({ level: 6 });
-  const seenDirs = new Set<string>();
   const header = (name: string, type: 'file' | 'directory', size = 0) => ({
     name, type, size, mode: type === 'directory' ? 0o755 : 0o644, mtime: ARCHIVE_MTIME, uid: 0, gid: 0, uname: '', gname: '',
   });
   (async () => {
     pack.entry(header(`${topFolder}/`, 'directory'));
-    for (const f of source.files()) {
-      const parts = f.path.split('/');
-      for (let i = 1; i < parts.length; i++) {
-        const dir = parts.slice(0, i).join('/');
-        if (seenDirs.has(dir)) continue;
-        seenDirs.add(dir);
-        pack.entry(header(`${topFolder}/${dir}/`, 'directory'));
+    for (const e of archiveOrder(source)) {
+      if (e.kind === 'directory') {
+        pack.entry(header(`${topFolder}/${e.path}/`, 'directory'));
+        continue;
       }
-      const bytes = await source.readFile(f.path);
+      const bytes = await source.readFile(e.path);
       await new Promise<void>((resolve, reject) => {
-        pack.entry(header(`${topFolder}/${f.path}`, 'file', bytes.length), bytes, (err) => (err ? reject(err) : resolve()));
+        pack.entry(header(`${topFolder}/${e.path}`, 'file', bytes.length), bytes, (err) => (err ? reject(err) : resolve()));
       });
     }
     pack.finalize();
