@@ -193,6 +193,62 @@ async function startNginx(targets: Target[]): Promise<{ child: ChildProcess; url
   throw new Error('nginx did not start');
 }
 
+interface BuilderFigures { skipped?: string; productionS?: number; tarGzipS?: number; snapshotFirstS?: number; snapshotRebuildS?: number }
+
+function timed(cmd: string, args: string[], opts: { cwd?: string } = {}): number {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', cwd: opts.cwd, timeout: 30 * 60_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${(r.stderr ?? '').trim().split('\n').slice(-3).join(' ')}`);
+  return (performance.now() - t0) / 1000;
+}
+
+/** Builds the corpus as distributions under a bench-only repository (needs a Docker engine). */
+async function benchBuilder(o: Options): Promise<BuilderFigures> {
+  if (spawnSync('docker', ['info'], { stdio: 'ignore' }).status !== 0) return { skipped: 'no Docker engine answers' };
+  const cli = path.join(ROOT, 'dist', 'builder', 'cli.js');
+  const defs = fs.mkdtempSync(path.join(os.tmpdir(), 'epr-bench-defs-'));
+  const repo = 'bench.invalid/epr-bench/distribution';
+  const define = (name: string, layers: string[]) => {
+    fs.writeFileSync(path.join(defs, `${name}.yml`), [
+      `name: ${name}`, 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', 'layers:',
+      ...layers.flatMap((l) => [`  - name: ${l}`, '    source:', `      directory: ${path.join(o.corpus, l)}`]), '',
+    ].join('\n'));
+    return path.join(defs, `${name}.yml`);
+  };
+  const prod = define('production', ['production']);
+  const warm = path.join(defs, 'warm.yml');
+  fs.writeFileSync(warm, [`name: warm`, 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', 'layers:', '  - name: production', '    source:', `      directory: ${path.join(ROOT, 'distributions', 'layers', 'production')}`, ''].join('\n'));
+  const snap = define('snapshot', LAYERS);
+  // the corpus layers hold baked indexes from the start-up measurement; the builder bakes its own
+  setBaked(o.corpus, false);
+  try {
+    timed(process.execPath, [cli, 'build', warm, '--json']); // builds the base image if needed: not measured
+    const productionS = timed(process.execPath, [cli, 'build', prod, '--json']);
+    const tarGzipS = timed('sh', ['-c', `tar -cf - production | gzip -1 > /dev/null`], { cwd: o.corpus });
+    const snapshotFirstS = timed(process.execPath, [cli, 'build', snap, '--json']);
+    const snapLayer = path.join(o.corpus, 'snapshot');
+    const name = fs.readdirSync(snapLayer).find((n) => !n.startsWith('.'))!;
+    const version = fs.readdirSync(path.join(snapLayer, name))[0];
+    const readme = path.join(snapLayer, name, version, 'docs', 'README.md');
+    const original = fs.readFileSync(readme);
+    fs.appendFileSync(readme, `\nChanged for the rebuild benchmark at ${new Date().toISOString()}.\n`);
+    let snapshotRebuildS: number;
+    try {
+      snapshotRebuildS = timed(process.execPath, [cli, 'build', snap, '--json']);
+    } finally {
+      fs.writeFileSync(readme, original);
+    }
+    log(`builder: production ${fmt(productionS, 1)} s (tar | gzip -1: ${fmt(tarGzipS, 1)} s), snapshot ${fmt(snapshotFirstS, 1)} s, snapshot after one change ${fmt(snapshotRebuildS, 1)} s`);
+    return { productionS, tarGzipS, snapshotFirstS, snapshotRebuildS };
+  } catch (err) {
+    return { skipped: (err as Error).message };
+  } finally {
+    fs.rmSync(defs, { recursive: true, force: true });
+    const images = spawnSync('docker', ['images', '-q', repo], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    if (images.length > 0) spawnSync('docker', ['rmi', '-f', ...new Set(images)], { stdio: 'ignore' });
+  }
+}
+
 function fmt(n: number, digits = 0): string {
   return Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : 'n/a';
 }
@@ -250,9 +306,12 @@ async function main(): Promise<void> {
   await stop(nginx.child);
   fs.rmSync(nginx.dir, { recursive: true, force: true });
 
+  // 4. builder: the production layer against tar | gzip -1 of the same tree; a snapshot rebuild after one change
+  const builder = await benchBuilder(o);
+
   // 3. report
   const when = new Date().toISOString();
-  const result = { when, options: o, corpus, startup, rows, machine: { cpus: os.cpus().length, node: process.version } };
+  const result = { when, options: o, corpus, startup, rows, builder, machine: { cpus: os.cpus().length, node: process.version } };
   const md = [
     `## Benchmark ${when}${o.smoke ? ' (smoke)' : ''}`,
     '',
@@ -266,6 +325,15 @@ async function main(): Promise<void> {
     '|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.label} | ${fmt(r.bytes)} | ${fmt(r.registry.rps)} | ${fmt(r.nginx.rps)} | ${fmt((100 * r.registry.rps) / r.nginx.rps)}% | ${fmt(r.registry.p50ms, 2)} / ${fmt(r.registry.p99ms, 2)} ms | ${fmt(r.nginx.p99ms, 2)} ms | ${fmt(r.rssMb, 1)} MB |`),
     '',
+    ...(builder.skipped ? [`Builder: not measured (${builder.skipped}).`, ''] : [
+      '| builder | seconds |',
+      '|---|---|',
+      `| production distribution image (validate, merge, bake, layer tar, docker build; base image cached) | ${fmt(builder.productionS!, 1)} |`,
+      `| \`tar -cf - production \| gzip -1 > /dev/null\` of the same tree | ${fmt(builder.tarGzipS!, 1)} |`,
+      `| snapshot image, first build | ${fmt(builder.snapshotFirstS!, 1)} |`,
+      `| snapshot image rebuilt after one package in the snapshot layer changed | ${fmt(builder.snapshotRebuildS!, 1)} |`,
+      '',
+    ]),
   ].join('\n');
   fs.mkdirSync(o.out, { recursive: true });
   const base = path.join(o.out, o.smoke ? 'smoke' : 'latest');
