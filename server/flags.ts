@@ -30,12 +30,23 @@ export const FLAGS: FlagDef[] = [
   { name: 'feature-proxy-mode', type: 'boolean', default: false, help: 'Merge answers of the registry at --proxy-to with local ones, and fetch from it what is not local' },
   { name: 'proxy-to', type: 'string', default: 'https://epr.elastic.co/', help: 'The upstream registry for proxy mode' },
   { name: 'proxy-allow-insecure', type: 'boolean', default: false, help: 'Allow a plain http upstream and skip TLS verification of it' },
+  { name: 'proxy-timeout', type: 'string', default: '10s', help: 'How long one request to the upstream may take (e.g. 2s, 500ms); it is tried twice at most' },
   { name: 'version', type: 'boolean', default: false, help: 'Print the version and exit', cliOnly: true },
   { name: 'help', type: 'boolean', default: false, help: 'Show this help and exit', cliOnly: true },
 ];
 
 export function envName(flag: string): string {
   return `EPR_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go-style duration (`10s`, `500ms`, `1m30s`) in milliseconds; undefined when it is not one or is zero. */
+export function parseDuration(raw: string): number | undefined {
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(raw)) return undefined;
+  let ms = 0;
+  for (const m of raw.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * DURATION_UNITS[m[2]];
+  return ms > 0 ? Math.round(ms) : undefined;
 }
 
 export type FlagValues = Record<string, string | boolean>;

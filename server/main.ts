@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { parseFlags, usage, UsageError, envName } from './flags.js';
+import { parseDuration, parseFlags, usage, UsageError, envName } from './flags.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger, isLogLevel } from './logger.js';
 import { describeFailures, listen, loadRegistry, parseAddress, type ListenOptions } from './registry.js';
@@ -44,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
     'config.require_package_signatures': v['require-package-signatures'],
     'config.allow_unknown_query_parameters': v['allow-unknown-query-parameters'],
     'config.proxy_to': v['feature-proxy-mode'] ? v['proxy-to'] : undefined,
+    'config.proxy_timeout': v['feature-proxy-mode'] ? v['proxy-timeout'] : undefined,
   });
 
   let tls;
@@ -53,10 +54,15 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`error: ${(err as Error).message}\n`);
     return 2;
   }
+  const proxyTimeoutMs = parseDuration(String(v['proxy-timeout']));
+  if (proxyTimeoutMs === undefined) {
+    process.stderr.write(`error: --proxy-timeout must be a duration like 10s, 2s or 500ms, got "${v['proxy-timeout']}"\n`);
+    return 2;
+  }
   let upstream: Upstream | undefined;
   if (v['feature-proxy-mode']) {
     try {
-      upstream = new Upstream({ baseUrl: String(v['proxy-to']), allowInsecure: Boolean(v['proxy-allow-insecure']), logger });
+      upstream = new Upstream({ baseUrl: String(v['proxy-to']), allowInsecure: Boolean(v['proxy-allow-insecure']), timeoutMs: proxyTimeoutMs, logger });
     } catch (err) {
       process.stderr.write(`error: ${(err as Error).message}\n`);
       return 2;

@@ -50,14 +50,22 @@ export class Upstream {
   private once(u: URL): Promise<UpstreamAnswer> {
     const mod = u.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
-      const req = mod.get(u, { timeout: this.timeoutMs, rejectUnauthorized: !this.opts.allowInsecure, headers: { 'User-Agent': 'package-registry-proxy' } }, (res) => {
+      // One deadline for the whole exchange (connect, headers, body): a socket
+      // idle timeout alone never fires for an upstream that trickles bytes.
+      const deadline = setTimeout(() => {
+        const err = new Error(`no complete answer within ${this.timeoutMs} ms`);
+        req.destroy(err);
+        reject(err);
+      }, this.timeoutMs);
+      const fail = (err: Error) => { clearTimeout(deadline); reject(err); };
+      const req = mod.get(u, { rejectUnauthorized: !this.opts.allowInsecure, headers: { 'User-Agent': 'package-registry-proxy' } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
+        res.on('end', () => { clearTimeout(deadline); resolve({ status: res.statusCode ?? 502, headers: res.headers, body: Buffer.concat(chunks) }); });
+        res.on('error', fail);
+        res.on('aborted', () => fail(new Error('the upstream cut its answer short')));
       });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
-      req.on('error', reject);
+      req.on('error', fail);
     });
   }
 
@@ -103,12 +111,36 @@ export class Upstream {
   }
 }
 
-/** Local search entries plus the upstream's that are not local (same name+version: local wins), by name then version. */
-export function mergeSearch(local: JsonObject[], upstream: JsonObject[]): JsonObject[] {
+export interface MergeSearchOptions {
+  /** all=true: every version; otherwise only the newest of each package across both sides is kept */
+  all?: boolean;
+  /** the legacy experimental=true search: a stable version is preferred over a newer pre-release */
+  preferStable?: boolean;
+}
+
+/**
+ * Local search entries plus the upstream's that are not local (same
+ * name+version: local wins), by name then version. Without all=true each side
+ * sent its newest version of a package; only the newer of the two is kept, so
+ * the answer still has one entry per package (as EPR does in proxy mode).
+ */
+export function mergeSearch(local: JsonObject[], upstream: JsonObject[], opts: MergeSearchOptions = {}): JsonObject[] {
   const key = (p: JsonObject) => `${String(p.name)}@${String(p.version)}`;
   const have = new Set(local.map(key));
   const merged = [...local, ...upstream.filter((p) => !have.has(key(p)))];
-  return merged.sort((a, b) => byteCompare(String(a.name), String(b.name)) || versionOrder(String(a.version), String(b.version)));
+  const sorted = merged.sort((a, b) => byteCompare(String(a.name), String(b.name)) || versionOrder(String(a.version), String(b.version)));
+  if (opts.all) return sorted;
+  const newest = new Map<string, JsonObject>();
+  for (const p of sorted) {
+    const name = String(p.name);
+    const cur = newest.get(name);
+    if (!cur || !(opts.preferStable && isPre(String(p.version)) && !isPre(String(cur.version)))) newest.set(name, p);
+  }
+  return sorted.filter((p) => newest.get(String(p.name)) === p);
+}
+
+function isPre(v: string): boolean {
+  return (semver.prerelease(v)?.length ?? 0) > 0;
 }
 
 function versionOrder(a: string, b: string): number {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import type { RegistryMetrics } from './metrics.js';
 import path from 'node:path';
 import { ZipCache } from './packages/archive.js';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { loadPackageIndex, type IndexLoadResult, type PackageIndex } from './packages/index.js';
 import type { PackageLoadError } from './packages/package.js';
 import { formatProblem } from './packages/validate.js';
@@ -105,9 +105,11 @@ export interface ListenOptions {
 export async function listen(ctx: RegistryContext, address: string, logger: Logger, opts: ListenOptions = {}): Promise<RunningServer> {
   const app = createApp(ctx, logger);
   const log = accessLogger(logger);
+  const drain = new Drain();
   // Ready answers are written before the router sees the request: most of
   // Fleet's traffic is the same few URLs, and the router costs more than the answer.
   const handler: http.RequestListener = (req, res) => {
+    drain.track(req, res);
     opts.metrics?.observe(req, res);
     log(req, res);
     const ready = ctx.answers && (req.method === 'GET' || req.method === 'HEAD') ? ctx.answers.get(req.url ?? '') : undefined;
@@ -118,6 +120,8 @@ export async function listen(ctx: RegistryContext, address: string, logger: Logg
     ? https.createServer({ maxHeaderSize: 16 * 1024, cert: opts.tls.cert, key: opts.tls.key, minVersion: opts.tls.minVersion }, handler)
     : http.createServer({ maxHeaderSize: 16 * 1024 }, handler);
   server.keepAliveTimeout = 65_000;
+  // TLS: the socket requests come in on is the TLS one
+  server.on(opts.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => drain.add(socket));
   const { host, port } = parseAddress(address);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -131,12 +135,60 @@ export async function listen(ctx: RegistryContext, address: string, logger: Logg
     close: (graceMs = 30_000) => new Promise<void>((resolve) => {
       const force = setTimeout(() => server.closeAllConnections(), graceMs);
       force.unref();
-      server.close(() => { clearTimeout(force); ctx.zips?.clear(); resolve(); });
-      // keep-alive connections with no request in flight would hold close() open
-      server.closeIdleConnections();
-      const idle = setInterval(() => server.closeIdleConnections(), 100);
-      idle.unref();
-      server.once('close', () => clearInterval(idle));
+      drain.start();
+      // net's close, not http's: http's closes idle keep-alive connections at
+      // once, cutting requests a client is sending on them at that moment
+      net.Server.prototype.close.call(server, () => { clearTimeout(force); drain.stop(); ctx.zips?.clear(); resolve(); });
     }),
   };
+}
+
+/**
+ * Draining keep-alive connections without cutting a request. Once draining,
+ * every answer says `Connection: close`, so clients stop reusing their
+ * connections; a connection with nothing in flight is closed only after it
+ * has been quiet for a second: closing it at once (as http.Server#close does)
+ * cuts the request a client may be sending on it at that very moment.
+ */
+class Drain {
+  private static readonly QUIET_MS = 1000;
+  private readonly sockets = new Map<net.Socket, { active: number; lastActive: number }>();
+  private readonly open = new Set<http.ServerResponse>();
+  private draining = false;
+  private sweeper: NodeJS.Timeout | undefined;
+
+  add(socket: net.Socket): void {
+    this.sockets.set(socket, { active: 0, lastActive: Date.now() });
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  track(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.draining) res.shouldKeepAlive = false;
+    this.open.add(res);
+    const state = this.sockets.get(req.socket);
+    if (state) state.active++;
+    res.once('close', () => {
+      this.open.delete(res);
+      if (state) { state.active--; state.lastActive = Date.now(); }
+    });
+  }
+
+  start(): void {
+    this.draining = true;
+    const since = Date.now();
+    for (const res of this.open) if (!res.headersSent) res.shouldKeepAlive = false;
+    // quiet since the drain began, too: a client picks up a long-idle connection just as readily
+    const sweep = () => {
+      const now = Date.now();
+      for (const [socket, state] of this.sockets) {
+        if (state.active === 0 && now - Math.max(state.lastActive, since) >= Drain.QUIET_MS) socket.destroy();
+      }
+    };
+    this.sweeper = setInterval(sweep, 50);
+    this.sweeper.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+  }
 }

@@ -10,8 +10,10 @@ export function searchRoute(ctx: RegistryContext) {
   return async (req: Request, res: Response) => {
     const params = queryOf(req.originalUrl);
     checkUnknown(params, SEARCH_PARAMS, ctx.allowUnknownQueryParameters);
-    const local = selectPackages(ctx.index.all, parseFilter(params)).map(searchEntry);
+    const filter = parseFilter(params);
+    const local = selectPackages(ctx.index.all, filter).map(searchEntry);
     const upstream = ctx.upstream ? await ctx.upstream.getJsonArray(req.originalUrl) : undefined;
-    sendJson(res, jsonBody(upstream ? mergeSearch(local, upstream) : local), ctx.cacheTime.search, ctx.answers);
+    const merged = upstream ? mergeSearch(local, upstream, { all: filter.all, preferStable: filter.experimental }) : local;
+    sendJson(res, jsonBody(merged), ctx.cacheTime.search, ctx.answers);
   };
 }

@@ -69,7 +69,8 @@ describe('server: proxy mode', function () {
   });
 
   it('/search merges the upstream answer: local wins for the same name+version, sorted by name then version', async () => {
-    const r = await getJson<Entry[]>(reg.url, '/search');
+    // all=true: every version of both sides (without it only the newest of each package is kept)
+    const r = await getJson<Entry[]>(reg.url, '/search?all=true');
     expect(r.map((e) => `${e.name}@${e.version}:${e.title}`)).to.deep.equal([
       'aaa_remote@2.0.0:Remote only',
       'local_pkg@0.5.0:Older, only upstream',
