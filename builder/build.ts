@@ -14,8 +14,13 @@ import { DistributionError, type Distribution } from './distribution.js';
 import { materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
 import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
 import { deterministicTar, writeDeterministicTar } from './layers.js';
+import { selectVersions, type LiteSizes } from './lite.js';
 import { imageLabels, imageTags, stackVersions } from './tags.js';
 import { buildImage, inspectImage, pushImage, tagImage, untag } from './image.js';
+import { LABEL_PREFIX } from './tags.js';
+import { checkStagePolicy, PolicyViolationError, type PolicyFlags, type PolicyResult } from './stages/policy.js';
+import { bakedList, readPublished, type PublishedFrom, type PublishedLookup } from './stages/published.js';
+import { diffPackages, type PackageDiff } from './stages/diff.js';
 
 /**
  * The steps of one distribution build, each a function over one BuildState,
@@ -34,6 +39,10 @@ export interface BuildOptions {
   /** overrides the definition's image repository (tests, other registries) */
   repository?: string;
   log: (line: string) => void;
+  /** --allow-overwrite, --allow-removal, --reason: what the stage policy may let through */
+  policyFlags?: PolicyFlags;
+  /** where the last published image is read from (default auto: local engine, else the registry) */
+  publishedFrom?: PublishedFrom;
 }
 
 export interface BuildState {
@@ -54,6 +63,11 @@ export interface BuildState {
   /** previous image of each tag (undefined: the tag did not exist) */
   previous: Map<string, string | undefined>;
   pushed: Array<{ ref: string; digest?: string }>;
+  /** a lite distribution: what it kept, and its size against the full image */
+  lite?: LiteSizes;
+  /** the last published image of this distribution, as read by the stage policy step */
+  published?: PublishedLookup;
+  policy?: PolicyResult;
 }
 
 export function newBuildState(distribution: Distribution, opts: BuildOptions): BuildState {
@@ -91,13 +105,38 @@ export async function readLayers(s: BuildState): Promise<void> {
   s.dirtyLayers = s.layers.filter((l) => l.dirty).map((l) => l.name);
   s.stackVersions = s.commit === 'unknown' ? [] : stackVersions(tagsPointingAt(from.commit === 'unknown' ? PROJECT_ROOT : from.repo, s.commit));
   // a commit or version tag promises that commit's content: not given when a layer has other content
-  const clean = s.dirtyLayers.length === 0;
+  // a lite image in the repository of the full image it selects from would take that image's commit and version tags
+  const sel = s.distribution.select;
+  const sharesTags = sel !== undefined && (s.opts.repository !== undefined || sel.fromRepository === s.distribution.repository);
+  const clean = s.dirtyLayers.length === 0 && !sharesTags;
   s.tags = imageTags({ repository: repositoryOf(s), distribution: s.distribution.name, commit: clean ? s.commit : 'unknown', gitTags: clean ? s.stackVersions : [] });
 }
 
 export async function validateAndMerge(s: BuildState): Promise<string[]> {
-  s.merge = await mergeLayers(s.distribution.name, s.layers);
+  const sel = s.distribution.select;
+  s.merge = await mergeLayers(s.distribution.name, s.layers, sel ? { select: (winners) => selectVersions(winners, sel, s.distribution.file).keys } : {});
   return describeShadows(s.merge.report);
+}
+
+/**
+ * The stage policy against the last published image (<repo>:<distribution>):
+ * throws PolicyViolationError naming every offending package, before anything
+ * is built, tagged or pushed. Returns one line for the task title.
+ */
+export async function checkPolicy(s: BuildState, docker: Docker): Promise<string> {
+  if (!s.merge) throw new Error('merge first');
+  const ref = `${repositoryOf(s)}:${s.distribution.name}`;
+  s.published = await readPublished(docker, ref, s.opts.publishedFrom ?? 'auto');
+  const p = s.distribution.policy;
+  const rules = `overwrite ${p.overwrite}, removal ${p.removal}`;
+  if (!s.published.found) return `${rules}; no published image yet (${s.published.why}): no constraint`;
+  const pub = s.published.published;
+  const flags = s.opts.policyFlags ?? { allowOverwrite: false, allowRemoval: false };
+  s.policy = checkStagePolicy(s.distribution.name, p, pub.list.packages, s.merge.served, flags);
+  const where = `${pub.ref} (${pub.source}, ${pub.image.slice(7, 19)})`;
+  if (s.policy.violations.length > 0) throw new PolicyViolationError(s.distribution.name, where, s.policy.violations);
+  const d = s.policy.diff;
+  return `${rules}; vs ${where}: +${d.added.length} -${d.removed.length} ~${d.changed.length}${s.policy.overrides.length ? `, allowed by --allow-${s.policy.overrides.join(', --allow-')}` : ''}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -195,6 +234,8 @@ export async function writeContext(s: BuildState): Promise<string> {
   for (const c of s.merge.contributions) await writeDeterministicTar(c.root, c.entries, path.join(dir, `layer-${c.name}.tar`));
   fs.writeFileSync(path.join(dir, 'config.yml'), registryConfig(s.distribution));
   fs.writeFileSync(path.join(dir, 'shadow-report.json'), `${JSON.stringify(s.merge.report, null, 2)}\n`);
+  // the served list the stage policy of the next build compares against
+  fs.writeFileSync(path.join(dir, 'packages.json'), `${JSON.stringify(bakedList(s.distribution.name, s.merge.served, s.merge.packagesDigest), null, 2)}\n`);
   return dir;
 }
 
@@ -212,6 +253,9 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
     packagesDigest: s.merge.packagesDigest,
     layers: s.layers.map((l) => ({ name: l.name, commit: l.commit, origin: l.origin, dirty: l.dirty })),
   });
+  const reason = s.opts.policyFlags?.reason?.trim();
+  if (s.policy?.overrides.length) labels[`${LABEL_PREFIX}.policy-overrides`] = s.policy.overrides.join(',');
+  if (reason) labels[`${LABEL_PREFIX}.policy-reason`] = reason;
   const entries = fs.readdirSync(dir).sort(byteCompare);
   // the temporary tag keeps the image alive until the real tags are on it
   s.tempTag = temp;
@@ -225,6 +269,16 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
     onOutput: s.opts.log,
   });
   return s.imageId;
+}
+
+/** A lite build: its size against the full image of the distribution it selects from, if that is in the engine. */
+export async function measureLite(s: BuildState, docker: Docker): Promise<LiteSizes> {
+  const sel = s.distribution.select;
+  if (!sel || !s.merge || !s.imageId) throw new Error('a lite distribution, built');
+  const fromRef = `${s.opts.repository ?? sel.fromRepository ?? s.distribution.repository}:${sel.from}`;
+  const [lite, full] = [await inspectImage(docker, s.imageId), await inspectImage(docker, fromRef)];
+  s.lite = { from: sel.from, fromRef, selected: s.merge.served.length, total: s.merge.available, bytes: lite?.Size ?? 0, fromBytes: full?.Size };
+  return s.lite;
 }
 
 /** Points every tag at the new image, remembering where each pointed before. */
@@ -281,11 +335,17 @@ export interface BuildSummary {
   baseBuilt: boolean;
   pushed: Array<{ ref: string; digest?: string }>;
   saved?: { file: string; bytes: number };
+  /** a lite distribution: kept versions of the available ones, image size against the full image */
+  lite?: LiteSizes;
+  /** what this build changes against the last published image (none: nothing published yet) */
+  vsPublished?: { ref: string; source: 'local' | 'registry'; image: string; added: number; removed: number; changed: number; sizeDelta: number; diff: PackageDiff };
   seconds: number;
 }
 
-export function summarise(s: BuildState, seconds: number): BuildSummary {
+export function summarise(s: BuildState, seconds: number, imageSize?: number): BuildSummary {
   const m = s.merge!;
+  const pub = s.published?.found ? s.published.published : undefined;
+  const diff = pub ? (s.policy?.diff ?? diffPackages(pub.list.packages, m.served)) : undefined;
   return {
     distribution: s.distribution.name,
     image: s.imageId!,
@@ -301,6 +361,10 @@ export function summarise(s: BuildState, seconds: number): BuildSummary {
     baseImage: `${BASE_REPOSITORY}:${s.baseTag}`,
     baseBuilt: s.baseBuilt,
     pushed: s.pushed,
+    lite: s.lite,
+    vsPublished: pub && diff ? {
+      ref: pub.ref, source: pub.source, image: pub.image, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, sizeDelta: (imageSize ?? pub.size) - pub.size, diff,
+    } : undefined,
     seconds,
   };
 }

@@ -10,9 +10,14 @@ import {
 } from './image.js';
 import { REQUIRED_LABELS, LABEL_PREFIX, sharedTags } from './tags.js';
 import {
-  applyTags, buildDistributionImage, cleanup, dropTempTag, ensureBaseImage, newBuildState, pushTags, readLayers, summarise, validateAndMerge,
+  applyTags, buildDistributionImage, checkPolicy, cleanup, dropTempTag, ensureBaseImage, measureLite, newBuildState, pushTags, readLayers, summarise, validateAndMerge,
   type BuildState, type BuildSummary,
 } from './build.js';
+import { PolicyViolationError } from './stages/policy.js';
+import { describeLite } from './lite.js';
+import { formatSizeDelta } from './stages/diff.js';
+import { DIFF_HELP, DiffUsageError, diffCommand } from './stages/diff-cli.js';
+import type { PublishedFrom } from './stages/published.js';
 
 /**
  * build:distribution and load:distribution. Errors are mapped to exit codes
@@ -28,6 +33,7 @@ Commands:
   build <distribution> [options]   build the image of distributions/<distribution>.yml
   build --all [options]            build every distribution in distributions/
   load <file.tar>                  docker load an image tar, check it, run it once
+  diff <image A> <image B>         packages added, removed, changed between two images
 
 Run "<command> --help" for the options of a command.
 `,
@@ -46,11 +52,32 @@ Options:
   --save <file.tar>      docker save the tagged image(s) into one tar
   --no-cache             rebuild the base and distribution images from scratch
   --repository <repo>    image repository instead of the definition's image.repository
+  --allow-overwrite      let a published version get other content (policy: flag)
+  --allow-removal        let a published version go (policy: flag); needs --reason
+  --reason <text>        why; recorded in the image label ${LABEL_PREFIX}.policy-reason
+  --published-from <where>
+                         where the last published <repo>:<distribution> is read
+                         for the stage policy: auto (default: local engine, else
+                         the registry; an unreadable registry means no
+                         constraint), local, or registry (pull; errors fail)
   --json                 no progress; print one JSON object with the result
   -h, --help             show this help
 
+Stage policy: before building, the new package list is compared with the one
+baked into the last published image (/package-registry/packages.json). The
+definition's policy decides: overwrite (same version, other content) and
+removal are allow, flag (only with the flag above) or never (production: and
+a new version must not be lower than the newest published one). A violation
+fails the build naming each package; nothing is built, tagged or pushed.
+
+Lite distributions: a definition with select: instead of layers keeps only
+the package versions its /search queries (kibana_versions x spec ranges) and
+pinned name@version entries select from the layers of select.from; --all
+builds it after that one and it prints its size against the full image.
+
 Exit codes: 0 built, 1 failed (nothing tagged), 2 usage error.
 `,
+  diff: DIFF_HELP,
   load: `Usage: load <file.tar> [--json]
 
 docker load the tar, check the distribution labels of every image in it, run
@@ -61,10 +88,13 @@ Exit codes: 0 ok, 1 failed, 2 usage error.
 `,
 };
 
-interface BuildArgs { names: string[]; all: boolean; push: boolean; save?: string; noCache: boolean; json: boolean; repository?: string; help: boolean }
+interface BuildArgs {
+  names: string[]; all: boolean; push: boolean; save?: string; noCache: boolean; json: boolean; repository?: string; help: boolean;
+  allowOverwrite: boolean; allowRemoval: boolean; reason?: string; publishedFrom: PublishedFrom;
+}
 
 function parseBuildArgs(argv: string[]): BuildArgs {
-  const a: BuildArgs = { names: [], all: false, push: false, noCache: false, json: false, help: false };
+  const a: BuildArgs = { names: [], all: false, push: false, noCache: false, json: false, help: false, allowOverwrite: false, allowRemoval: false, publishedFrom: 'auto' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (flag: string) => {
@@ -80,12 +110,20 @@ function parseBuildArgs(argv: string[]): BuildArgs {
     else if (arg === '--json') a.json = true;
     else if (arg === '--save' || arg.startsWith('--save=')) a.save = value('--save');
     else if (arg === '--repository' || arg.startsWith('--repository=')) a.repository = value('--repository');
-    else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg} (see build --help)`);
+    else if (arg === '--allow-overwrite') a.allowOverwrite = true;
+    else if (arg === '--allow-removal') a.allowRemoval = true;
+    else if (arg === '--reason' || arg.startsWith('--reason=')) a.reason = value('--reason');
+    else if (arg === '--published-from' || arg.startsWith('--published-from=')) {
+      const v = value('--published-from');
+      if (v !== 'auto' && v !== 'local' && v !== 'registry') throw new UsageError(`--published-from is auto, local or registry, not "${v}"`);
+      a.publishedFrom = v;
+    } else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg} (see build --help)`);
     else a.names.push(arg);
   }
   if (a.help) return a;
   if (a.all && a.names.length > 0) throw new UsageError('give either --all or distribution names, not both');
   if (!a.all && a.names.length === 0) throw new UsageError('which distribution? (build <name> or build --all; see build --help)');
+  if (a.reason !== undefined && !a.reason.trim()) throw new UsageError('--reason wants a text saying why');
   if (a.save !== undefined && !a.save.endsWith('.tar')) throw new UsageError(`--save wants a .tar file name, got "${a.save}"`);
   // checked before building: a save that cannot happen should not leave freshly moved tags behind it
   if (a.save !== undefined && !fs.existsSync(path.dirname(path.resolve(a.save)))) throw new UsageError(`--save: folder ${path.dirname(path.resolve(a.save))} does not exist`);
@@ -94,12 +132,16 @@ function parseBuildArgs(argv: string[]): BuildArgs {
 
 function out(line: string): void { process.stdout.write(`${line}\n`); }
 
+async function imageSize(docker: ReturnType<typeof engine>, id: string | undefined): Promise<number | undefined> {
+  return id ? (await inspectImage(docker, id))?.Size : undefined;
+}
+
 async function build(argv: string[]): Promise<number> {
   const args = parseBuildArgs(argv);
   if (args.help) { process.stdout.write(HELP.build); return 0; }
   const started = Date.now();
   const names = args.all
-    ? listDistributions().map((n) => loadDistribution(n)).sort((x, y) => x.layers.length - y.layers.length || x.name.localeCompare(y.name))
+    ? listDistributions().map((n) => loadDistribution(n)).sort((x, y) => Number(!!x.select) - Number(!!y.select) || x.layers.length - y.layers.length || x.name.localeCompare(y.name))
     : args.names.map((n) => {
       if (!fs.existsSync(distributionFile(n))) {
         const known = listDistributions();
@@ -150,6 +192,11 @@ async function build(argv: string[]): Promise<number> {
   for (const s of summaries) {
     out(`built ${s.distribution}: ${s.image.slice(0, 19)} ${s.packages} packages from ${s.layers.length} layer(s), ${s.shadowed} shadowed (${s.shadowedDiffering} differing), tags ${s.tags.map((t) => t.slice(t.lastIndexOf(':') + 1)).join(' ')}`
       + `${s.pushed.length ? `, pushed ${s.pushed.length}` : ''}${s.saved ? `, saved ${s.saved.file} (${(s.saved.bytes / 1e6).toFixed(1)} MB)` : ''} in ${s.seconds.toFixed(1)} s`);
+    const v = s.vsPublished;
+    out(v
+      ? `  vs published: +${v.added} added, -${v.removed} removed, ~${v.changed} changed, size ${formatSizeDelta(v.sizeDelta)} (${v.ref}, ${v.source})`
+      : '  vs published: nothing published yet');
+    if (s.lite) out(describeLite(s.lite));
   }
   return 0;
 }
@@ -164,9 +211,13 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
     {
       title: `definition ${d.file}`,
       task: (_c, task) => {
-        s = newBuildState(d, { push: args.push, save: args.save, noCache: args.noCache, repository: args.repository, log: (l) => log.current(l) });
+        s = newBuildState(d, {
+          push: args.push, save: args.save, noCache: args.noCache, repository: args.repository, log: (l) => log.current(l),
+          policyFlags: { allowOverwrite: args.allowOverwrite, allowRemoval: args.allowRemoval, reason: args.reason },
+          publishedFrom: args.publishedFrom,
+        });
         states.push(s);
-        task.title = `definition: ${d.layers.length} layer(s): ${d.layers.map((l) => l.name).join(', ')}`;
+        task.title = `definition: ${d.select ? `selects from ${d.select.from}'s ` : ''}${d.layers.length} layer(s): ${d.layers.map((l) => l.name).join(', ')}`;
       },
     },
     {
@@ -186,6 +237,12 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       },
     },
     {
+      title: 'check stage policy',
+      task: async (_c, task) => {
+        task.title = `check stage policy: ${await checkPolicy(s, docker)}`;
+      },
+    },
+    {
       title: 'registry base image',
       task: async (_c, task) => {
         if (show) log.current = (l) => { task.output = l; };
@@ -198,6 +255,13 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
         if (show) log.current = (l) => { task.output = l; };
         const id = await buildDistributionImage(s, docker);
         task.title = `build distribution image: ${id.slice(0, 19)}`;
+      },
+    },
+    {
+      title: 'lite: compare with the full image',
+      enabled: () => d.select !== undefined,
+      task: async (_c, task) => {
+        task.title = describeLite(await measureLite(s, docker));
       },
     },
     {
@@ -218,8 +282,8 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
     },
     {
       title: 'summary',
-      task: (_c, task) => {
-        summaries.push(summarise(s, (Date.now() - t0) / 1000));
+      task: async (_c, task) => {
+        summaries.push(summarise(s, (Date.now() - t0) / 1000, await imageSize(docker, s.imageId)));
         task.skip('done');
       },
     },
@@ -274,7 +338,12 @@ async function load(argv: string[]): Promise<number> {
 
 /** One clear line for what went wrong; details (if any) below it. */
 function report(err: unknown): number {
-  if (err instanceof UsageError) { process.stderr.write(`error: ${err.message}\n`); return 2; }
+  if (err instanceof UsageError || err instanceof DiffUsageError) { process.stderr.write(`error: ${err.message}\n`); return 2; }
+  if (err instanceof PolicyViolationError) {
+    process.stderr.write(`error: stage policy of ${err.distribution}: ${err.violations.length} package(s) break it against ${err.published}; nothing was built, tagged or pushed\n`);
+    for (const v of err.violations) process.stderr.write(`  - ${v.message}\n`);
+    return 1;
+  }
   if (err instanceof InvalidPackagesError) {
     process.stderr.write(`error: invalid package: ${err.problems[0]}${err.problems.length > 1 ? ` (and ${err.problems.length - 1} more problem(s))` : ''}; nothing was tagged\n`);
     for (const p of err.problems.slice(1)) process.stderr.write(`  - ${p}\n`);
@@ -304,6 +373,7 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'build': return await build(rest);
       case 'load': return await load(rest);
+      case 'diff': return await diffCommand(rest);
       case undefined:
       case '--help':
       case '-h':
@@ -311,7 +381,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(HELP.main);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${command}" (build or load; see --help)`);
+        throw new UsageError(`unknown command "${command}" (build, load or diff; see --help)`);
     }
   } catch (err) {
     return report(err);

@@ -2,7 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import YAML, { LineCounter, isMap, isScalar, isSeq, type Document } from 'yaml';
 import { Ajv, type ErrorObject } from 'ajv';
+import type { SemVer } from 'semver';
 import { PROJECT_ROOT } from '../server/config.js';
+import { parseLenientVersion } from '../server/http/query.js';
 
 /**
  * A distribution: which packages an image serves (its layers, in precedence
@@ -20,7 +22,14 @@ export interface LayerDef {
   source: LayerSource;
 }
 
-export type PolicyRule = 'allow' | 'warn' | 'deny';
+/**
+ * A stage rule for changes to published versions: `allow` always, `flag` only
+ * with the build's CLI flag (--allow-overwrite; --allow-removal --reason),
+ * `never` (and, for removal, only newer versions are added). The rule itself
+ * lives in builder/stages/policy.ts.
+ */
+export type PolicyRule = 'allow' | 'flag' | 'never';
+export interface StagePolicy { overwrite: PolicyRule; removal: PolicyRule }
 
 export interface Distribution {
   name: string;
@@ -30,13 +39,36 @@ export interface Distribution {
   registryVersion: string;
   /** base image the registry image is built on */
   baseImage: string;
+  /** for a lite distribution (`select:`), the layers of the distribution it selects from */
   layers: LayerDef[];
+  /** a lite distribution: the package versions it keeps from the layers of `select.from` */
+  select?: Selection;
   /** cache_time as written (durations), copied into the image's config.yml */
   cacheTime: Record<string, string>;
-  /** overwrite/removal rules; parsed and kept, enforced by a later step */
-  policy: { overwrite: PolicyRule; removal: PolicyRule };
+  /** stage rules against the last published image; no policy block: allow/allow */
+  policy: StagePolicy;
   /** absolute path of the definition file */
   file: string;
+}
+
+/** A `select:` block: the matrix kibana.version × spec range of /search queries, plus pinned versions. */
+export interface Selection {
+  /** the distribution whose layers are selected from */
+  from: string;
+  fromLine?: number;
+  /** image repository of `from` (set when resolved): a shared repository means shared commit tags */
+  fromRepository?: string;
+  /** only packages of these names (undefined: every name); pinned names count */
+  names?: string[];
+  /** name@version entries: kept whatever the matrix selects, and must exist */
+  pinned: Array<{ name: string; version: string; index: number; line?: number }>;
+  /** empty: no kibana.version filter */
+  kibanaVersions: SemVer[];
+  /** empty: no spec.min/spec.max filter */
+  specRanges: Array<{ min?: SemVer; max?: SemVer }>;
+  prerelease: boolean;
+  /** false: the newest matching version per package and combination (as /search); true: every matching version */
+  allVersions: boolean;
 }
 
 export const DISTRIBUTIONS_DIR = path.join(PROJECT_ROOT, 'distributions');
@@ -44,12 +76,34 @@ export const DISTRIBUTIONS_DIR = path.join(PROJECT_ROOT, 'distributions');
 /** Layer names become folder names (/packages/<name>) and tar names: keep them plain. */
 const LAYER_NAME = '^[a-z0-9][a-z0-9_-]*$';
 const DURATION = '^(\\d+(\\.\\d+)?(ns|us|µs|ms|s|m|h))+$';
-const RULE = { enum: ['allow', 'warn', 'deny'] };
+const RULE = { enum: ['allow', 'flag', 'never'] };
+/** spec.min/spec.max as /search takes them: <major.minor> */
+const SPEC_VERSION = { type: 'string', pattern: '^\\d+\\.\\d+$' };
+const SPEC_RANGES = {
+  type: 'array',
+  minItems: 1,
+  items: { type: 'object', additionalProperties: false, minProperties: 1, properties: { min: SPEC_VERSION, max: SPEC_VERSION } },
+};
+const SELECT = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['from'],
+  properties: {
+    from: { type: 'string', pattern: LAYER_NAME },
+    packages: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*(@[^@\\s]+)?$' } },
+    kibana_versions: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+    spec: SPEC_RANGES,
+    spec_ranges: SPEC_RANGES,
+    prerelease: { type: 'boolean' },
+    all_versions: { type: 'boolean' },
+  },
+};
 
 const schema = {
   type: 'object',
   additionalProperties: false,
-  required: ['name', 'image', 'package_registry', 'layers'],
+  // layers or select: exactly one, checked after the schema for a clearer message
+  required: ['name', 'image', 'package_registry'],
   properties: {
     name: { type: 'string', pattern: LAYER_NAME },
     image: {
@@ -112,8 +166,10 @@ const schema = {
     policy: {
       type: 'object',
       additionalProperties: false,
+      required: ['overwrite', 'removal'],
       properties: { overwrite: RULE, removal: RULE },
     },
+    select: SELECT,
   },
 };
 
@@ -152,8 +208,12 @@ function describe(e: ErrorObject): string {
     case 'required': return 'is required';
     case 'enum': return `must be one of ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}`;
     case 'minProperties':
+      if (e.instancePath.startsWith('/select/')) return 'must have min, max or both';
+      return 'must have exactly one of directory or git';
     case 'maxProperties': return 'must have exactly one of directory or git';
     case 'pattern':
+      if (e.instancePath.startsWith('/select/spec')) return 'must be a spec version <major.minor> such as 3.0';
+      if (e.instancePath.startsWith('/select/packages/')) return 'must be a package name or name@version';
       if (e.instancePath.startsWith('/cache_time')) return 'must be a duration such as 10s, 5m or 1h';
       if (e.instancePath.endsWith('/repository')) return 'must be an image repository such as localhost:5000/package-registry/distribution (no tag)';
       if (e.instancePath.endsWith('/version')) return 'must be a version X.Y.Z';
@@ -168,6 +228,7 @@ export function parseDistributionText(text: string, file: string): Distribution 
   if (doc.errors.length > 0) {
     throw new DistributionError(file, doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? lc.linePos(e.pos[0]).line}: invalid YAML: ${e.message.split('\n')[0]}`));
   }
+  keepVersionText(doc, text);
   const data = (doc.toJS() ?? {}) as Record<string, unknown>;
   const problems: string[] = [];
   if (!validate(data)) {
@@ -181,18 +242,25 @@ export function parseDistributionText(text: string, file: string): Distribution 
       const line = e.keyword === 'required' && linePath.length === 0 ? undefined : lineOf(doc, lc, e.keyword === 'required' ? linePath : keyPath);
       problems.push(`${key || '(top level)'}${line ? ` (line ${line})` : ''}: ${describe(e)}`);
     }
-    throw new DistributionError(file, problems);
   }
+  // a lite distribution has select instead of layers: exactly one of the two
+  if (data.layers === undefined && data.select === undefined) problems.push('layers: is required');
+  if (data.layers !== undefined && data.select !== undefined) {
+    const line = lineOf(doc, lc, ['select']);
+    problems.push(`select${line ? ` (line ${line})` : ''}: give either layers or select, not both`);
+  }
+  if (problems.length > 0) throw new DistributionError(file, problems);
   const d = data as {
     name: string;
     image: { repository: string };
     package_registry: { version: string; base_image?: string };
-    layers: Array<{ name: string; source: { directory?: string; git?: { repo: string; ref: string; path?: string } } }>;
+    layers?: Array<{ name: string; source: { directory?: string; git?: { repo: string; ref: string; path?: string } } }>;
+    select?: RawSelection;
     cache_time?: Record<string, string>;
     policy?: { overwrite?: PolicyRule; removal?: PolicyRule };
   };
   const seen = new Map<string, number>();
-  d.layers.forEach((l, i) => {
+  (d.layers ?? []).forEach((l, i) => {
     if (seen.has(l.name)) {
       const line = lineOf(doc, lc, ['layers', i, 'name']);
       problems.push(`layers[${i}].name${line ? ` (line ${line})` : ''}: layer "${l.name}" is already defined by layers[${seen.get(l.name)}]`);
@@ -203,6 +271,7 @@ export function parseDistributionText(text: string, file: string): Distribution 
     const line = lineOf(doc, lc, ['name']);
     problems.push(`name${line ? ` (line ${line})` : ''}: is "${d.name}" but the file is ${path.basename(file)}; they must agree`);
   }
+  const select = d.select ? parseSelection(d.select, d.name, (p) => lineOf(doc, lc, ['select', ...p]), problems) : undefined;
   if (problems.length > 0) throw new DistributionError(file, problems);
 
   const baseDir = file === '<text>' ? process.cwd() : path.dirname(path.resolve(file));
@@ -211,16 +280,94 @@ export function parseDistributionText(text: string, file: string): Distribution 
     repository: d.image.repository,
     registryVersion: d.package_registry.version,
     baseImage: d.package_registry.base_image ?? 'node:20-bookworm-slim',
-    layers: d.layers.map((l) => ({
+    select,
+    layers: (d.layers ?? []).map((l) => ({
       name: l.name,
       source: l.source.directory !== undefined
         ? { kind: 'directory', directory: path.resolve(baseDir, l.source.directory) }
         : { kind: 'git', repo: path.resolve(baseDir, l.source.git!.repo), ref: l.source.git!.ref, path: normaliseGitPath(l.source.git!.path) },
     })),
     cacheTime: { ...(d.cache_time ?? {}) },
-    policy: { overwrite: d.policy?.overwrite ?? 'deny', removal: d.policy?.removal ?? 'deny' },
+    policy: { overwrite: d.policy?.overwrite ?? 'allow', removal: d.policy?.removal ?? 'allow' },
     file: file === '<text>' ? file : path.resolve(file),
   };
+}
+
+interface RawSelection {
+  from: string;
+  packages?: string[];
+  kibana_versions?: string[];
+  spec?: Array<{ min?: string; max?: string }>;
+  spec_ranges?: Array<{ min?: string; max?: string }>;
+  prerelease?: boolean;
+  all_versions?: boolean;
+}
+
+/**
+ * Versions are read as /search reads its query: kibana versions leniently
+ * (parseLenientVersion), spec versions as <major.minor> (the schema's
+ * pattern). Problems are added with key and line.
+ */
+function parseSelection(raw: RawSelection, self: string, lineAt: (p: Array<string | number>) => number | undefined, problems: string[]): Selection {
+  const at = (p: Array<string | number>) => {
+    const key = ['select', ...p].map((k) => (typeof k === 'number' ? `[${k}]` : k)).join('.').replace(/\.\[/g, '[');
+    const line = lineAt(p);
+    return `${key}${line ? ` (line ${line})` : ''}`;
+  };
+  if (raw.from === self) problems.push(`${at(['from'])}: a distribution cannot select from itself`);
+  if (raw.spec && raw.spec_ranges) problems.push(`${at(['spec_ranges'])}: give either spec or spec_ranges, not both`);
+  const kibanaVersions: SemVer[] = [];
+  (raw.kibana_versions ?? []).forEach((v, i) => {
+    const parsed = parseLenientVersion(v);
+    if (typeof parsed === 'string') problems.push(`${at(['kibana_versions', i])}: invalid Kibana version '${v}': ${parsed}`);
+    else kibanaVersions.push(parsed);
+  });
+  const specKey = raw.spec ? 'spec' : 'spec_ranges';
+  const specRanges = (raw.spec ?? raw.spec_ranges ?? []).map((r, i) => {
+    const min = r.min === undefined ? undefined : parseLenientVersion(r.min) as SemVer;
+    const max = r.max === undefined ? undefined : parseLenientVersion(r.max) as SemVer;
+    if (min && max && min.compare(max) > 0) problems.push(`${at([specKey, i])}: min ${r.min} is above max ${r.max}`);
+    return { min, max };
+  });
+  const names = new Set<string>();
+  const pinned: Selection['pinned'] = [];
+  (raw.packages ?? []).forEach((entry, index) => {
+    const [name, version] = entry.split('@');
+    names.add(name);
+    if (version === undefined) return;
+    const parsed = parseLenientVersion(version);
+    if (typeof parsed === 'string' || parsed.version !== version) problems.push(`${at(['packages', index])}: invalid version '${version}': a pinned version is a full version such as 1.2.0`);
+    else pinned.push({ name, version, index, line: lineAt(['packages', index]) });
+  });
+  return {
+    from: raw.from,
+    fromLine: lineAt(['from']),
+    names: raw.packages ? [...names].sort() : undefined,
+    pinned,
+    kibanaVersions,
+    specRanges,
+    prerelease: raw.prerelease ?? false,
+    allVersions: raw.all_versions ?? false,
+  };
+}
+
+/**
+ * YAML reads `9.0` or `3.10` as numbers; a version must keep the text as
+ * written, so the scalars under select.kibana_versions and select.spec are
+ * turned back into their source text before the schema sees them.
+ */
+function keepVersionText(doc: Document, text: string): void {
+  const select = isMap(doc.contents) ? doc.contents.get('select', true) : undefined;
+  if (!isMap(select)) return;
+  const asText = (node: unknown) => {
+    if (isScalar(node) && typeof node.value === 'number' && node.range) node.value = text.slice(node.range[0], node.range[1]);
+  };
+  const kibana = select.get('kibana_versions', true);
+  if (isSeq(kibana)) kibana.items.forEach(asText);
+  for (const key of ['spec', 'spec_ranges']) {
+    const ranges = select.get(key, true);
+    if (isSeq(ranges)) for (const r of ranges.items) if (isMap(r)) { asText(r.get('min', true)); asText(r.get('max', true)); }
+  }
 }
 
 function normaliseGitPath(p: string | undefined): string {
@@ -240,7 +387,25 @@ export function loadDistribution(nameOrPath: string, dir = DISTRIBUTIONS_DIR): D
     const known = listDistributions(dir);
     throw new DistributionError(file, [`no such distribution file${known.length ? ` (known: ${known.join(', ')})` : ''}`]);
   }
-  return parseDistributionText(fs.readFileSync(file, 'utf8'), file);
+  return resolveSelection(parseDistributionText(fs.readFileSync(file, 'utf8'), file));
+}
+
+/**
+ * A lite distribution takes its layers from `select.from`, a definition in
+ * the same folder that has layers of its own (no chains of selections).
+ */
+export function resolveSelection(d: Distribution): Distribution {
+  if (!d.select) return d;
+  const at = `select.from${d.select.fromLine ? ` (line ${d.select.fromLine})` : ''}`;
+  const dir = path.dirname(d.file);
+  const file = distributionFile(d.select.from, dir);
+  if (!fs.existsSync(file)) {
+    const known = listDistributions(dir).filter((n) => n !== d.name);
+    throw new DistributionError(d.file, [`${at}: no distribution "${d.select.from}" (${file} does not exist; known: ${known.join(', ') || 'none'})`]);
+  }
+  const from = parseDistributionText(fs.readFileSync(file, 'utf8'), file);
+  if (from.select) throw new DistributionError(d.file, [`${at}: "${from.name}" selects from "${from.select.from}" itself; select from a distribution with layers`]);
+  return { ...d, layers: from.layers, select: { ...d.select, fromRepository: from.repository } };
 }
 
 /** The distributions defined in `dir`, by name, sorted. */

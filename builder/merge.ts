@@ -71,6 +71,8 @@ export interface MergeResult {
   report: ShadowReport;
   /** sha256 over the sorted served list (name, version, content hash) */
   packagesDigest: string;
+  /** package versions the layers serve before a selection (= served.length without one) */
+  available: number;
 }
 
 /** Where staged files came from, for error messages: the staging path is replaced by the source. */
@@ -80,7 +82,15 @@ function originOf(text: string, layers: Array<{ dir: string; origin: string }>):
   return out;
 }
 
-export async function mergeLayers(distribution: string, layers: Array<MaterialisedLayer & { root: string }>): Promise<MergeResult> {
+export interface MergeOptions {
+  /**
+   * A lite distribution: the `<name>-<version>` keys to keep, chosen among the
+   * merged winners. Every copy of any other version is left out of its layer.
+   */
+  select?: (winners: Package[]) => Set<string>;
+}
+
+export async function mergeLayers(distribution: string, layers: Array<MaterialisedLayer & { root: string }>, opts: MergeOptions = {}): Promise<MergeResult> {
   const loaded: Package[][] = [];
   const problems: string[] = [];
   for (const l of layers) {
@@ -95,6 +105,8 @@ export async function mergeLayers(distribution: string, layers: Array<Materialis
   if (problems.length > 0) throw new InvalidPackagesError(problems);
 
   const merged = mergeFirstWins(loaded);
+  const chosen = opts.select?.(merged.winners);
+  const kept = (p: Package) => !chosen || chosen.has(p.key);
   const layerOf = new Map<Package, number>();
   loaded.forEach((pkgs, i) => pkgs.forEach((p) => layerOf.set(p, i)));
   const left = new Set<Package>();
@@ -114,7 +126,7 @@ export async function mergeLayers(distribution: string, layers: Array<Materialis
   const contributions: LayerContribution[] = [];
   for (let i = 0; i < layers.length; i++) {
     const l = layers[i];
-    const keep = loaded[i].filter((p) => !left.has(p));
+    const keep = loaded[i].filter((p) => !left.has(p) && kept(p));
     const rel = (abs: string) => path.relative(l.root, abs).split(path.sep).join('/');
     const files: string[] = [];
     for (const p of keep) {
@@ -131,18 +143,20 @@ export async function mergeLayers(distribution: string, layers: Array<Materialis
 
   const shadowed: ShadowEntry[] = [];
   for (const s of merged.shadowed) {
+    if (!kept(s.winner)) continue;
     const winner = await ref(s.winner);
     const hidden = await ref(s.hidden);
     shadowed.push({ name: s.winner.name, version: s.winner.version, winner, hidden, differs: winner.hash !== hidden.hash });
   }
   shadowed.sort((a, b) => byteCompare(a.name, b.name) || byteCompare(a.version, b.version) || byteCompare(a.hidden.layer, b.hidden.layer));
 
-  const served = (await Promise.all(merged.winners.map(ref))).sort((a, b) => byteCompare(a.name, b.name) || byteCompare(a.version, b.version));
+  const served = (await Promise.all(merged.winners.filter(kept).map(ref))).sort((a, b) => byteCompare(a.name, b.name) || byteCompare(a.version, b.version));
   return {
     contributions,
     served,
     report: { distribution, layers: layers.map((l) => l.name), shadowed },
     packagesDigest: packagesDigest(served),
+    available: merged.winners.length,
   };
 }
 

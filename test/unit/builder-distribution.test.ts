@@ -17,7 +17,8 @@ layers:
 cache_time:
   index: 10s
 policy:
-  overwrite: warn
+  overwrite: flag
+  removal: never
 `;
 
 function problemsOf(text: string, file = '/d/staging.yml'): string[] {
@@ -41,7 +42,7 @@ describe('builder: distribution definitions', () => {
       { name: 'staging', source: { kind: 'git', repo: path.resolve('/storage'), ref: 'main', path: 'packages' } },
     ]);
     expect(d.cacheTime).to.deep.equal({ index: '10s' });
-    expect(d.policy).to.deep.equal({ overwrite: 'warn', removal: 'deny' });
+    expect(d.policy).to.deep.equal({ overwrite: 'flag', removal: 'never' });
   });
 
   it('reports every problem with its key and line', () => {
@@ -76,7 +77,7 @@ extra: 1
     expectOne(/^layers\[2\]\.sorce \(line 14\): unknown key/);
     expectOne(/^layers\[2\]\.source \(line 13\): is required/);
     expectOne(/^cache_time\.index \(line 17\): must be a duration/);
-    expectOne(/^policy\.overwrite \(line 19\): must be one of allow, warn, deny/);
+    expectOne(/^policy\.overwrite \(line 19\): must be one of allow, flag, never/);
     expectOne(/^extra \(line 20\): unknown key/);
   });
 

@@ -1,0 +1,155 @@
+import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import tarStream from 'tar-stream';
+import { EngineOperationError, inspectImage, pullImage, removeContainer, tagImage, untag, withTimeout, TIMEOUTS } from '../image.js';
+import { LABEL_PREFIX } from '../tags.js';
+import { packagesDigest } from '../merge.js';
+import type { BakedPackage } from './diff.js';
+
+/**
+ * The package list baked into a distribution image
+ * (/package-registry/packages.json), read without starting the image: from the
+ * local engine (docker create + copy the file out), or from the registry (pull,
+ * read, then put the local tag back where it was).
+ */
+
+export const PACKAGES_FILE = '/package-registry/packages.json';
+
+export interface BakedList {
+  distribution: string;
+  packagesDigest: string;
+  packages: BakedPackage[];
+}
+
+export type PublishedFrom = 'auto' | 'local' | 'registry';
+
+export interface PublishedImage {
+  ref: string;
+  source: 'local' | 'registry';
+  image: string;
+  /** image size in bytes (docker image inspect .Size) */
+  size: number;
+  labels: Record<string, string>;
+  list: BakedList;
+}
+
+export type PublishedLookup =
+  | { found: true; published: PublishedImage }
+  | { found: false; ref: string; why: string };
+
+export function bakedList(distribution: string, served: Array<{ name: string; version: string; hash: string; layer: string }>, digest: string): BakedList {
+  return { distribution, packagesDigest: digest, packages: served.map((p) => ({ name: p.name, version: p.version, hash: p.hash, layer: p.layer })) };
+}
+
+async function readFileFromImage(docker: Docker, image: string, file: string): Promise<Buffer | undefined> {
+  // created, never started: the file is copied out of the image's filesystem
+  const container = await withTimeout(docker.createContainer({ Image: image, Cmd: ['true'], Labels: { [`${LABEL_PREFIX}.builder-check`]: 'true' } }), TIMEOUTS.quick, 'docker create');
+  try {
+    let archive: NodeJS.ReadableStream;
+    try {
+      archive = await withTimeout(container.getArchive({ path: file }), TIMEOUTS.quick, `docker cp ${file}`);
+    } catch (err) {
+      if (/404|no such file|not found/i.test((err as Error).message)) return undefined;
+      throw new EngineOperationError(`reading ${file} from ${image.slice(0, 19)} failed: ${(err as Error).message}`);
+    }
+    const extract = tarStream.extract();
+    const read = new Promise<Buffer | undefined>((resolve, reject) => {
+      let found: Buffer | undefined;
+      extract.on('entry', (header, stream, next) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: unknown) => { chunks.push(c as Buffer); });
+        stream.on('end', () => {
+          if (header.type === 'file' && !found) found = Buffer.concat(chunks);
+          next();
+        });
+        stream.on('error', reject);
+      });
+      extract.on('finish', () => resolve(found));
+      extract.on('error', reject);
+      (archive as unknown as Readable).on('error', reject);
+    });
+    (archive as unknown as Readable).pipe(extract as unknown as NodeJS.WritableStream);
+    return await withTimeout(read, TIMEOUTS.quick, `docker cp ${file}`, () => (archive as unknown as Readable).destroy());
+  } finally {
+    await removeContainer(docker, container.id);
+  }
+}
+
+/** The baked list of a local image; a mismatch with its digest label is an error. */
+export async function readBakedList(docker: Docker, image: string, ref = image): Promise<BakedList | undefined> {
+  const buf = await readFileFromImage(docker, image, PACKAGES_FILE);
+  if (!buf) return undefined;
+  let list: BakedList;
+  try {
+    list = JSON.parse(buf.toString('utf8')) as BakedList;
+  } catch (err) {
+    throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} is not JSON (${(err as Error).message})`);
+  }
+  if (!Array.isArray(list.packages)) throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} has no package list`);
+  const digest = packagesDigest(list.packages);
+  const label = (await inspectImage(docker, image))?.Config?.Labels?.[`${LABEL_PREFIX}.packages-digest`];
+  if (label && label !== digest) throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} does not match the image's packages-digest label (${digest} vs ${label})`);
+  return list;
+}
+
+function notThere(message: string): boolean {
+  return /manifest unknown|not found|does not exist|no such image|404/i.test(message);
+}
+
+async function fromLocal(docker: Docker, ref: string, source: 'local' | 'registry'): Promise<PublishedLookup> {
+  const info = await inspectImage(docker, ref);
+  if (!info) return { found: false, ref, why: `no image ${ref} in the local engine` };
+  const list = await readBakedList(docker, info.Id, ref);
+  if (!list) return { found: false, ref, why: `${ref} (${info.Id.slice(7, 19)}) has no ${PACKAGES_FILE} (built before stage policies)` };
+  return { found: true, published: { ref, source, image: info.Id, size: info.Size, labels: info.Config?.Labels ?? {}, list } };
+}
+
+/**
+ * Pulls `ref`, reads it, and puts the local tag back where it was (or removes
+ * it): reading what is published changes nothing locally. "Not in the
+ * registry" is an answer (no published image); any other pull error is thrown.
+ */
+async function fromRegistry(docker: Docker, ref: string): Promise<PublishedLookup> {
+  const before = (await inspectImage(docker, ref))?.Id;
+  try {
+    await pullImage(docker, ref);
+  } catch (err) {
+    if (notThere((err as Error).message)) return { found: false, ref, why: `${ref} is not in the registry` };
+    throw err;
+  }
+  try {
+    return await fromLocal(docker, ref, 'registry');
+  } finally {
+    const after = (await inspectImage(docker, ref))?.Id;
+    if (before && before !== after) await tagImage(docker, before, ref);
+    else if (!before) await untag(docker, ref).catch(() => undefined);
+  }
+}
+
+/** `host[:port]/...` or `localhost/...`, as Docker tells a registry host from a path component. */
+export function hasRegistryHost(ref: string): boolean {
+  const slash = ref.indexOf('/');
+  if (slash < 0) return false;
+  const first = ref.slice(0, slash);
+  return first === 'localhost' || first.includes('.') || first.includes(':');
+}
+
+/**
+ * The last published image of `ref`. `auto`: the local image if there is one,
+ * else the registry; there a failed pull (unreachable, refused) is reported
+ * in `why` and the build goes on unconstrained - `registry` makes it an error.
+ */
+export async function readPublished(docker: Docker, ref: string, from: PublishedFrom): Promise<PublishedLookup> {
+  if (from === 'local') return fromLocal(docker, ref, 'local');
+  if (from === 'registry') return fromRegistry(docker, ref);
+  const local = await fromLocal(docker, ref, 'local');
+  if (local.found || (await inspectImage(docker, ref))) return local;
+  // A repository without a registry host means Docker Hub: never contacted unless asked for.
+  if (!hasRegistryHost(ref)) return { found: false, ref, why: `no image ${ref} locally (its repository names no registry host; --published-from registry to pull it)` };
+  try {
+    const remote = await fromRegistry(docker, ref);
+    return remote.found ? remote : { found: false, ref, why: `no image ${ref} locally or in the registry` };
+  } catch (err) {
+    return { found: false, ref, why: `no image ${ref} locally, and the registry could not be read (${(err as Error).message.split('\n')[0]}; --published-from registry makes this an error)` };
+  }
+}
