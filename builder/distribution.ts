@@ -3,7 +3,7 @@ import path from 'node:path';
 import YAML, { LineCounter, isMap, isScalar, isSeq, type Document } from 'yaml';
 import { Ajv, type ErrorObject } from 'ajv';
 import type { SemVer } from 'semver';
-import { PROJECT_ROOT } from '../server/config.js';
+import { CACHE_TIME_SCHEMA, PROJECT_ROOT } from '../server/config.js';
 import { parseLenientVersion } from '../server/http/query.js';
 
 /**
@@ -75,7 +75,6 @@ export const DISTRIBUTIONS_DIR = path.join(PROJECT_ROOT, 'distributions');
 
 /** Layer names become folder names (/packages/<name>) and tar names: keep them plain. */
 const LAYER_NAME = '^[a-z0-9][a-z0-9_-]*$';
-const DURATION = '^(\\d+(\\.\\d+)?(ns|us|µs|ms|s|m|h))+$';
 const RULE = { enum: ['allow', 'flag', 'never'] };
 /** spec.min/spec.max as /search takes them: <major.minor> */
 const SPEC_VERSION = { type: 'string', pattern: '^\\d+\\.\\d+$' };
@@ -153,16 +152,7 @@ const schema = {
         },
       },
     },
-    cache_time: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        index: { type: 'string', pattern: DURATION },
-        search: { type: 'string', pattern: DURATION },
-        categories: { type: 'string', pattern: DURATION },
-        catch_all: { type: 'string', pattern: DURATION },
-      },
-    },
+    cache_time: CACHE_TIME_SCHEMA,
     policy: {
       type: 'object',
       additionalProperties: false,

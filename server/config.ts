@@ -35,21 +35,24 @@ export const BUNDLED_LAYERS = ['production', 'staging', 'snapshot'].map((l) => p
 
 const DURATION = '^(\\d+(\\.\\d+)?(ns|us|µs|ms|s|m|h))+$';
 
+/** cache_time.* as config.yml and the distribution definitions both write it. */
+export const CACHE_TIME_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    index: { type: 'string', pattern: DURATION },
+    search: { type: 'string', pattern: DURATION },
+    categories: { type: 'string', pattern: DURATION },
+    catch_all: { type: 'string', pattern: DURATION },
+  },
+} as const;
+
 const schema = {
   type: 'object',
   additionalProperties: false,
   properties: {
     package_paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
-    cache_time: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        index: { type: 'string', pattern: DURATION },
-        search: { type: 'string', pattern: DURATION },
-        categories: { type: 'string', pattern: DURATION },
-        catch_all: { type: 'string', pattern: DURATION },
-      },
-    },
+    cache_time: CACHE_TIME_SCHEMA,
   },
 };
 
