@@ -71,6 +71,22 @@ export interface IndexOptions extends LoadOptions {
   useBakedIndex?: boolean;
 }
 
+const LOAD_CONCURRENCY = 16;
+
+/** Runs `fn` over `items` with at most `limit` running at once; results in input order. */
+export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i], i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 /** Loads all packages of one path (a layer), in scan order. */
 export async function loadPackagePath(root: string, opts: LoadOptions): Promise<{ packages: Package[]; failures: PackageLoadError[] }> {
   const packages: Package[] = [];
@@ -82,17 +98,22 @@ export async function loadPackagePath(root: string, opts: LoadOptions): Promise<
   const found = scanPackagePath(root);
   const opens: Array<() => Promise<PackageSource>> = [
     ...found.zips.map((z) => () => ZipSource.open(z)),
-    ...found.directories.map((d) => async () => new DirectorySource(d)),
+    ...found.directories.map((d) => () => DirectorySource.open(d)),
   ];
   const locations = [...found.zips, ...found.directories];
-  for (let i = 0; i < opens.length; i++) {
+  // Several packages are read at once so that file I/O overlaps manifest parsing; results keep scan order.
+  const results = await mapLimit(opens, LOAD_CONCURRENCY, async (open, i): Promise<Package | PackageLoadError> => {
     try {
-      packages.push(await loadPackage(await opens[i](), opts));
+      return await loadPackage(await open(), opts);
     } catch (err) {
-      if (err instanceof PackageLoadError) failures.push(err);
-      else if (err instanceof SourceError) failures.push(new PackageLoadError(locations[i], [{ file: err.file ?? locations[i], message: err.message }]));
-      else failures.push(new PackageLoadError(locations[i], [{ file: locations[i], message: (err as Error).message }]));
+      if (err instanceof PackageLoadError) return err;
+      if (err instanceof SourceError) return new PackageLoadError(locations[i], [{ file: err.file ?? locations[i], message: err.message }]);
+      return new PackageLoadError(locations[i], [{ file: locations[i], message: (err as Error).message }]);
     }
+  });
+  for (const r of results) {
+    if (r instanceof PackageLoadError) failures.push(r);
+    else packages.push(r);
   }
   return { packages, failures };
 }

@@ -39,8 +39,8 @@ export interface LoadOptions {
 
 /** Files listed depth by depth (EPR's `assets` order), keeping the source order within a depth. */
 export function assetOrder(files: string[]): string[] {
-  const depth = (p: string) => p.split('/').length;
-  return files.map((p, i) => ({ p, i })).sort((a, b) => depth(a.p) - depth(b.p) || a.i - b.i).map((x) => x.p);
+  const depth = (p: string) => { let d = 1; for (let i = 0; i < p.length; i++) if (p.charCodeAt(i) === 47) d++; return d; };
+  return files.map((p, i) => ({ p, i, d: depth(p) })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.p);
 }
 
 async function parseManifest(source: PackageSource, rel: string, display: string, problems: Problem[]): Promise<ConfigMap | undefined> {

@@ -45,6 +45,11 @@ export class DirectorySource implements PackageSource {
     this.byPath = new Map(this.list.map((f) => [f.path, f]));
   }
 
+  /** Like the constructor, but walks with asynchronous I/O so that many packages can be read at once. */
+  static async open(location: string): Promise<DirectorySource> {
+    return new DirectorySource(location, await walkFilesAsync(location));
+  }
+
   files(): PackageFile[] { return this.list; }
   file(relPath: string): PackageFile | undefined { return this.byPath.get(relPath); }
 
@@ -90,6 +95,38 @@ export function walkFiles(root: string): PackageFile[] {
   };
   visit(root, '');
   return out;
+}
+
+/** walkFiles with asynchronous I/O: the same files in the same order. */
+export async function walkFilesAsync(root: string): Promise<PackageFile[]> {
+  const realRoot = await fs.promises.realpath(root);
+  const visit = async (dir: string, rel: string, realDir: string): Promise<PackageFile[]> => {
+    const entries = (await fs.promises.readdir(dir, { withFileTypes: true })).sort((a, b) => byteCompare(a.name, b.name));
+    const parts = await Promise.all(entries.map(async (e): Promise<PackageFile[]> => {
+      const abs = path.join(dir, e.name);
+      const relPath = rel ? `${rel}/${e.name}` : e.name;
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        let real: string;
+        try { real = await fs.promises.realpath(abs); } catch { return []; }
+        if (real !== realRoot && !real.startsWith(realRoot + path.sep)) return [];
+        const st = await fs.promises.stat(abs);
+        isDir = st.isDirectory();
+        isFile = st.isFile();
+        if (isDir && (realDir === real || realDir.startsWith(real + path.sep))) {
+          throw new SourceError(`symbolic link loop: ${relPath} points back to ${path.relative(realRoot, real) || 'the package folder'}`, path.join(root, relPath));
+        }
+        if (isDir) return visit(abs, relPath, real);
+      }
+      if (isDir) return visit(abs, relPath, path.join(realDir, e.name));
+      if (!isFile) return [];
+      const st = await fs.promises.stat(abs);
+      return [{ path: relPath, size: st.size, mtime: st.mtime }];
+    }));
+    return parts.flat();
+  };
+  return visit(root, '', realRoot);
 }
 
 // ---------------------------------------------------------------------------
