@@ -22,35 +22,12 @@ import { loadPackagePath } from '../../server/packages/index.js';
 import { mergeFirstWins } from '../../server/packages/precedence.js';
 import { cleanupTmp, tmpDir } from '../helpers/fixtures.js';
 import { PROJECT_ROOT } from '../helpers/server.js';
+import { cli, freePort, type CliResult } from '../helpers/builder-cli.js';
 
-const CLI = path.join(PROJECT_ROOT, 'dist', 'builder', 'cli.js');
 const DEFINITIONS = path.join(PROJECT_ROOT, 'distributions');
 
-interface CliResult { code: number | null; stdout: string; stderr: string; seconds: number }
 
-function cli(args: string[], timeoutMs = 600_000): Promise<CliResult> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr, seconds: (Date.now() - started) / 1000 }); });
-  });
-}
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** What the lite definition selects, by the shared package model and the server's own /search selection. */
 async function expectedLite(): Promise<{ selected: string[]; total: number }> {

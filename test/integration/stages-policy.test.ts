@@ -18,41 +18,13 @@ import { engine, ensureEngine, inspectImage, pushImage, tagImage, untag } from '
 import { readBakedList } from '../../builder/stages/published.js';
 import { cleanupTmp, tmpDir, writeDirPackage } from '../helpers/fixtures.js';
 import { PROJECT_ROOT } from '../helpers/server.js';
+import { cli, freePort, sh, type CliResult } from '../helpers/builder-cli.js';
 
-const CLI = path.join(PROJECT_ROOT, 'dist', 'builder', 'cli.js');
 const LABEL = 'org.elastic.package-registry';
 
-interface CliResult { code: number | null; stdout: string; stderr: string; seconds: number }
 
-function cli(args: string[], timeoutMs = 600_000): Promise<CliResult> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr, seconds: (Date.now() - started) / 1000 }); });
-  });
-}
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
-function sh(cmd: string, args: string[], timeoutMs = 300_000): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.error?.message}`);
-  return r.stdout.trim();
-}
 
 interface Summary {
   image: string;
