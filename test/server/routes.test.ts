@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
+import YAML from 'yaml';
 import { cleanupTmp, PNG_1x1 } from '../helpers/fixtures.js';
 import { writeCorpus, WEB_README, type Corpus } from '../helpers/corpus.js';
 import { get, rawRequest, startRegistry, type RawResponse, type TestRegistry } from '../helpers/server.js';
@@ -540,6 +541,21 @@ describe('server: routes on a real port', function () {
         expect(entries.find((e) => e.name === 'web_pkg-1.0.0/docs/README.md')!.content.toString()).to.equal(WEB_README);
       });
     }
+
+    it('installs the way Kibana 7.9 does: info -> download -> one top folder whose manifest matches', async () => {
+      const info = JSON.parse((await get(base, '/package/web_pkg-1.0.0')).text) as { name: string; version: string; download: string };
+      expect(info.download).to.match(/\.tar\.gz$/);
+      const entries = await readTarGz((await get(base, info.download)).body);
+      const tops = new Set(entries.map((e) => e.name.split('/')[0]));
+      expect([...tops]).to.deep.equal([`${info.name}-${info.version}`]);
+      const manifest = YAML.parse(entries.find((e) => e.name === `${info.name}-${info.version}/manifest.yml`)!.content.toString()) as Record<string, unknown>;
+      expect([manifest.name, manifest.version]).to.deep.equal([info.name, info.version]);
+      for (const e of entries.filter((x) => /^[^/]+\/data_stream\/[^/]+\/manifest\.yml$/.test(x.name))) {
+        const ds = YAML.parse(e.content.toString()) as Record<string, unknown>;
+        expect(ds.title, e.name).to.be.a('string');
+        expect(ds.type, e.name).to.be.a('string');
+      }
+    });
 
     it('a zip package is offered as tar.gz too', async () => {
       const entries = await readTarGz((await get(base, '/epr/zipped/zipped-1.0.0.tar.gz')).body);
