@@ -12,7 +12,17 @@ if (!fs.existsSync(path.join(suite, 'run.mjs'))) {
   console.log(`conformance: skipped, ${suite} is absent (the reference suite lives in ../shared next to this project)`);
   process.exit(0);
 }
+// run.mjs starts only when invoked by its real path (it compares argv[1] with its own URL),
+// so a ../shared reached through a symbolic link must be resolved first.
+const runner = fs.realpathSync(path.join(suite, 'run.mjs'));
 const server = path.join(root, 'dist', 'server', 'main.js');
 const spawnCmd = `node ${JSON.stringify(server)} --config {config} --address 127.0.0.1:{port} --log-level warn`;
-const r = spawnSync(process.execPath, [path.join(suite, 'run.mjs'), '--cases', suite, '--spawn', spawnCmd, ...process.argv.slice(2)], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, [runner, '--cases', path.dirname(runner), '--spawn', spawnCmd, ...process.argv.slice(2)], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+process.stdout.write(r.stdout ?? '');
+// a runner that printed no verdict ran nothing: that is a failure, not a pass
+const reportsNoVerdict = process.argv.slice(2).some((a) => a === '--list' || a.startsWith('--prepare'));
+if (r.status === 0 && !reportsNoVerdict && !/\d+ passed, \d+ failed/.test(r.stdout ?? '')) {
+  console.error('conformance: the runner printed no result line; nothing was checked');
+  process.exit(1);
+}
 process.exit(r.status ?? 1);
