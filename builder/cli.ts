@@ -18,6 +18,7 @@ import { describeLite } from './lite.js';
 import { formatSizeDelta } from './stages/diff.js';
 import { DIFF_HELP, DiffUsageError, diffCommand } from './stages/diff-cli.js';
 import type { PublishedFrom } from './stages/published.js';
+import { optionValue } from './args.js';
 
 /**
  * build:distribution and load:distribution. Errors are mapped to exit codes
@@ -98,10 +99,9 @@ function parseBuildArgs(argv: string[]): BuildArgs {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (flag: string) => {
-      const eq = arg.indexOf('=');
-      if (eq > 0) return arg.slice(eq + 1);
-      if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) throw new UsageError(`${flag} needs a value`);
-      return argv[++i];
+      const o = optionValue(argv, i, flag, UsageError);
+      i = o.last;
+      return o.value;
     };
     if (arg === '--help' || arg === '-h') a.help = true;
     else if (arg === '--all') a.all = true;

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { pipeline } from 'node:stream/promises';
 import tarFs from 'tar-fs';

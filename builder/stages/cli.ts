@@ -5,6 +5,7 @@ import { DistributionError } from '../distribution.js';
 import { PromotionError } from './layer.js';
 import { promote, summary, type Step } from './promote.js';
 import { isStage, parsePackageId, STAGES, type PackageId, type Stage } from './stages.js';
+import { optionValue } from '../args.js';
 
 /**
  * npm run promote -- <name>-<version> --from <stage> --to <stage>.
@@ -52,10 +53,9 @@ export function parseArgs(argv: string[]): Args {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (flag: string) => {
-      const eq = arg.indexOf('=');
-      if (eq > 0) return arg.slice(eq + 1);
-      if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) throw new UsageError(`${flag} needs a value`);
-      return argv[++i];
+      const o = optionValue(argv, i, flag, UsageError);
+      i = o.last;
+      return o.value;
     };
     const stage = (flag: string) => {
       const s = value(flag);

@@ -3,6 +3,7 @@ import { distributionFile, loadDistribution } from '../distribution.js';
 import { engine, ensureEngine, EngineOperationError } from '../image.js';
 import { diffDetails, diffLine, diffPackages } from './diff.js';
 import { readPublished, type PublishedFrom, type PublishedImage } from './published.js';
+import { optionValue } from '../args.js';
 
 /**
  * diff:distribution <A> <B>: what B serves that A does not (added), what it
@@ -51,10 +52,9 @@ function parseDiffArgs(argv: string[]): DiffArgs {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (flag: string) => {
-      const eq = arg.indexOf('=');
-      if (eq > 0) return arg.slice(eq + 1);
-      if (i + 1 >= argv.length || argv[i + 1].startsWith('--')) throw new DiffUsageError(`${flag} needs a value`);
-      return argv[++i];
+      const o = optionValue(argv, i, flag, DiffUsageError);
+      i = o.last;
+      return o.value;
     };
     if (arg === '--help' || arg === '-h') a.help = true;
     else if (arg === '--json') a.json = true;
