@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ZipCache } from './packages/archive.js';
 import net, { type AddressInfo } from 'node:net';
 import { loadPackageIndex, type IndexLoadResult, type PackageIndex } from './packages/index.js';
-import type { PackageLoadError } from './packages/package.js';
+import { PackageLoadError } from './packages/package.js';
 import { formatProblem } from './packages/validate.js';
 import type { RegistryConfig } from './config.js';
 import { createApp } from './app.js';
@@ -39,10 +39,9 @@ export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistr
   if (opts.requireSignatures) {
     for (const p of index.all) {
       if (p.kind === 'zip' && !p.signatureFile) {
-        failures.push(Object.assign(new Error(`${p.source.location}: signature ${p.source.location}.sig is missing`), {
-          location: p.source.location,
-          problems: [{ file: `${p.source.location}.sig`, message: 'signature is missing (or start with --require-package-signatures=false)' }],
-        }) as PackageLoadError);
+        failures.push(new PackageLoadError(p.source.location, [
+          { file: `${p.source.location}.sig`, message: 'signature is missing (or start with --require-package-signatures=false)' },
+        ]));
       }
     }
   }
