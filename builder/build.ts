@@ -13,7 +13,9 @@ import { byteCompare, walkFiles } from '../server/packages/source.js';
 import { DistributionError, type Distribution } from './distribution.js';
 import { materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
 import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
-import { deterministicTar, writeDeterministicTar } from './layers.js';
+import { defaultCacheDir } from './package-cache.js';
+import { assembleImage, chainKeys, findReusableLayers, LAYER_KEYS_LABEL, readBaseImage } from './assemble.js';
+import { checkImageStarts, type StartCheck } from './image-check.js';
 import { selectVersions, type LiteSizes } from './lite.js';
 import { imageLabels, imageTags, stackVersions } from './tags.js';
 import { buildImage, inspectImage, pushImage, tagImage, untag } from './image.js';
@@ -43,13 +45,15 @@ export interface BuildOptions {
   policyFlags?: PolicyFlags;
   /** where the last published image is read from (default auto: local engine, else the registry) */
   publishedFrom?: PublishedFrom;
+  /** the builder's cache (packages, git trees, base image configs); default defaultCacheDir() */
+  cacheDir?: string;
 }
 
 export interface BuildState {
   distribution: Distribution;
   opts: BuildOptions;
   work: string;
-  layers: Array<MaterialisedLayer & { root: string }>;
+  layers: MaterialisedLayer[];
   merge?: MergeResult;
   commit?: string;
   stackVersions: string[];
@@ -68,6 +72,15 @@ export interface BuildState {
   /** the last published image of this distribution, as read by the stage policy step */
   published?: PublishedLookup;
   policy?: PolicyResult;
+  /** package layers taken from the engine as they were (not sent again), and sent */
+  reusedLayers?: number;
+  sentLayers?: number;
+  /** the image's own server, started by the builder before anything is tagged */
+  startCheck?: StartCheck;
+}
+
+export function cacheDirOf(s: BuildState): string {
+  return s.opts.cacheDir ?? defaultCacheDir();
 }
 
 export function newBuildState(distribution: Distribution, opts: BuildOptions): BuildState {
@@ -93,11 +106,7 @@ export function repositoryOf(s: BuildState): string {
 }
 
 export async function readLayers(s: BuildState): Promise<void> {
-  for (const layer of s.distribution.layers) {
-    const root = path.join(s.work, 'layers', layer.name);
-    const m = await materialiseLayer(layer, path.join(root, 'packages', layer.name));
-    s.layers.push({ ...m, root });
-  }
+  for (const layer of s.distribution.layers) s.layers.push(await materialiseLayer(layer, { work: s.work, cacheDir: cacheDirOf(s) }));
   // the distribution's commit: that of its last git layer, else of the repository holding its folders
   const git = [...s.layers].reverse().find((l) => l.kind === 'git');
   const from = git ?? s.layers[s.layers.length - 1];
@@ -114,8 +123,14 @@ export async function readLayers(s: BuildState): Promise<void> {
 
 export async function validateAndMerge(s: BuildState): Promise<string[]> {
   const sel = s.distribution.select;
-  s.merge = await mergeLayers(s.distribution.name, s.layers, sel ? { select: (winners) => selectVersions(winners, sel, s.distribution.file).keys } : {});
-  return describeShadows(s.merge.report);
+  const notes: string[] = [];
+  s.merge = await mergeLayers(s.distribution.name, s.layers, {
+    cacheDir: cacheDirOf(s),
+    readCache: !s.opts.noCache,
+    log: (line) => { notes.push(line); s.opts.log(line); },
+    ...(sel ? { select: (winners) => selectVersions(winners, sel, s.distribution.file).keys } : {}),
+  });
+  return [...notes, ...describeShadows(s.merge.report)];
 }
 
 /**
@@ -208,16 +223,7 @@ export async function ensureBaseImage(s: BuildState, docker: Docker): Promise<st
 // ---------------------------------------------------------------------------
 // distribution image
 
-const TEMPLATE = path.join(PROJECT_ROOT, 'Dockerfile.distribution');
-
-/** Dockerfile.distribution with its `# LAYERS` line expanded. */
-export function renderDockerfile(template: string, layers: string[]): string {
-  const lines = template.split('\n');
-  const at = lines.findIndex((l) => l.trim() === '# LAYERS');
-  if (at < 0) throw new Error(`${TEMPLATE} has no "# LAYERS" line to expand`);
-  lines.splice(at, 1, ...layers.map((l) => `ADD layer-${l}.tar /`));
-  return lines.join('\n');
-}
+const DOCKERFILE = path.join(PROJECT_ROOT, 'Dockerfile.distribution');
 
 export function registryConfig(d: Distribution): string {
   const cfg: Record<string, unknown> = { package_paths: d.layers.map((l) => `/packages/${l.name}`) };
@@ -225,13 +231,12 @@ export function registryConfig(d: Distribution): string {
   return `# written by the distribution builder for ${d.name}\n${YAML.stringify(cfg)}`;
 }
 
-/** Writes the distribution's build context folder: Dockerfile, layer tars, config and report. */
-export async function writeContext(s: BuildState): Promise<string> {
+/** Writes the context of Dockerfile.distribution: the Dockerfile, config, shadow report and served list. */
+export function writeContext(s: BuildState): string {
   if (!s.merge) throw new Error('merge first');
   const dir = path.join(s.work, 'context');
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'Dockerfile'), renderDockerfile(fs.readFileSync(TEMPLATE, 'utf8'), s.distribution.layers.map((l) => l.name)));
-  for (const c of s.merge.contributions) await writeDeterministicTar(c.root, c.entries, path.join(dir, `layer-${c.name}.tar`));
+  fs.copyFileSync(DOCKERFILE, path.join(dir, 'Dockerfile'));
   fs.writeFileSync(path.join(dir, 'config.yml'), registryConfig(s.distribution));
   fs.writeFileSync(path.join(dir, 'shadow-report.json'), `${JSON.stringify(s.merge.report, null, 2)}\n`);
   // the served list the stage policy of the next build compares against
@@ -239,35 +244,71 @@ export async function writeContext(s: BuildState): Promise<string> {
   return dir;
 }
 
+/** The commit's time (the same input gives the same layers image), else now. */
+function commitTime(s: BuildState): string {
+  const l = [...s.layers].reverse().find((x) => x.commit === s.commit);
+  const r = s.commit && s.commit !== 'unknown' ? spawnSync('git', ['-C', l?.repo ?? PROJECT_ROOT, 'show', '-s', '--format=%cI', s.commit], { encoding: 'utf8', timeout: 30_000 }) : undefined;
+  const t = r?.status === 0 ? new Date(r.stdout.trim()) : new Date();
+  return (Number.isNaN(t.getTime()) ? new Date() : t).toISOString();
+}
+
+/**
+ * The package layers on the base image (assembleImage: unchanged layers are
+ * reused from the engine), then Dockerfile.distribution on top, then the
+ * image's own server started as the build-time check.
+ */
 export async function buildDistributionImage(s: BuildState, docker: Docker): Promise<string> {
   if (!s.merge || !s.baseTag || !s.commit) throw new Error('merge and base image first');
-  const dir = await writeContext(s);
-  const temp = `${TEMP_REPOSITORY}:${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
+  const merge = s.merge;
+  const base = await readBaseImage(docker, `${BASE_REPOSITORY}:${s.baseTag}`, cacheDirOf(s));
+  const keys = chainKeys(base.id, merge.contributions.map((c) => c.key));
+  const reuse = s.opts.noCache ? { count: 0, diffIds: [] } : await findReusableLayers(docker, base, keys);
+  s.reusedLayers = reuse.count;
+  s.sentLayers = merge.contributions.length - reuse.count;
+  const suffix = `${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
+  const layersTag = `${TEMP_REPOSITORY}:layers-${suffix}`;
+  await assembleImage(docker, {
+    base,
+    reused: merge.contributions.slice(0, reuse.count).map((c, i) => ({ name: c.name, diffId: reuse.diffIds[i] })),
+    layers: merge.contributions.slice(reuse.count).map((c) => ({ name: c.name, entries: c.entries, description: `${c.packages.length} package versions` })),
+    labels: { [LAYER_KEYS_LABEL]: keys.join(',') },
+    created: commitTime(s),
+    tag: layersTag,
+    onProgress: s.opts.log,
+  });
+
+  const temp = `${TEMP_REPOSITORY}:${suffix}`;
   const labels = imageLabels({
     distribution: s.distribution.name,
     commit: s.commit,
     stackVersions: s.stackVersions,
     registryVersion: SERVICE_VERSION,
     baseImage: `${BASE_REPOSITORY}:${s.baseTag}`,
-    packageCount: s.merge.served.length,
-    packagesDigest: s.merge.packagesDigest,
+    packageCount: merge.served.length,
+    packagesDigest: merge.packagesDigest,
     layers: s.layers.map((l) => ({ name: l.name, commit: l.commit, origin: l.origin, dirty: l.dirty })),
   });
   const reason = s.opts.policyFlags?.reason?.trim();
   if (s.policy?.overrides.length) labels[`${LABEL_PREFIX}.policy-overrides`] = s.policy.overrides.join(',');
   if (reason) labels[`${LABEL_PREFIX}.policy-reason`] = reason;
-  const entries = fs.readdirSync(dir).sort(byteCompare);
+  const dir = writeContext(s);
   // the temporary tag keeps the image alive until the real tags are on it
   s.tempTag = temp;
-  s.imageId = await buildImage(docker, {
-    context: deterministicTar(dir, entries),
-    dockerfile: 'Dockerfile',
-    tag: temp,
-    nocache: s.opts.noCache,
-    buildargs: { PACKAGE_REGISTRY: s.baseTag },
-    labels,
-    onOutput: s.opts.log,
-  });
+  try {
+    s.imageId = await buildImage(docker, {
+      context: tarFs.pack(dir, { entries: fs.readdirSync(dir).sort(byteCompare) }) as unknown as Readable,
+      dockerfile: 'Dockerfile',
+      tag: temp,
+      nocache: s.opts.noCache,
+      buildargs: { PACKAGE_LAYERS: layersTag, PACKAGE_REGISTRY: s.baseTag },
+      labels,
+      onOutput: s.opts.log,
+    });
+  } finally {
+    // the built image keeps the layers image as its parent
+    await untag(docker, layersTag).catch(() => undefined);
+  }
+  s.startCheck = await checkImageStarts(docker, s.imageId, { versions: merge.served.length, paths: s.layers.length });
   return s.imageId;
 }
 

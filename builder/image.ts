@@ -290,9 +290,10 @@ export async function removeContainer(docker: Docker, id: string): Promise<void>
   } catch { /* already gone */ }
 }
 
-export async function containerLogs(docker: Docker, id: string): Promise<string> {
+/** The last `tail` lines of a container's output (0: all of it). */
+export async function containerLogs(docker: Docker, id: string, tail = 50): Promise<string> {
   try {
-    const buf = await call('docker logs', docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: 50 }) as unknown as Promise<Buffer>);
+    const buf = await call('docker logs', docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail: (tail > 0 ? tail : 'all') as number }) as unknown as Promise<Buffer>);
     return demux(Buffer.isBuffer(buf) ? buf : Buffer.from(String(buf)));
   } catch { return ''; }
 }

@@ -1,14 +1,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { writeBakedIndex } from '../server/packages/baked.js';
-import { FIXED_MTIME } from './layers.js';
 import path from 'node:path';
-import { loadPackagePath } from '../server/packages/index.js';
+import { BAKED_INDEX_FILE, bakedEntry, bakedIndexText } from '../server/packages/baked.js';
 import { mergeFirstWins } from '../server/packages/precedence.js';
-import { contentHash } from '../server/packages/hash.js';
-import { byteCompare, walkFiles } from '../server/packages/source.js';
+import { byteCompare } from '../server/packages/source.js';
 import { formatProblem } from '../server/packages/validate.js';
 import type { Package } from '../server/packages/package.js';
+import { LayerCache, loadLayerPackages, type LoadedPackage } from './package-cache.js';
+import { FIXED_MTIME, withParents, type TarEntry } from './tar.js';
 import type { MaterialisedLayer } from './sources.js';
 
 /**
@@ -57,12 +56,18 @@ export interface ShadowReport {
 
 export interface LayerContribution {
   name: string;
-  /** staging root: the layer's files are under <root>/packages/<name>/ */
-  root: string;
-  /** files and folders to put in the layer tar, relative to root, sorted, parents included */
-  entries: string[];
+  /** the layer tar: packages/<name>/... with parents, sorted, the baked index included */
+  entries: TarEntry[];
   packages: PackageRef[];
+  /**
+   * sha256 naming the tar's exact bytes (entry names and sizes, each
+   * package's content, the baked index): same key, same image layer.
+   */
+  key: string;
 }
+
+/** Bumped whenever the layer tar layout changes, so that old layers are not reused. */
+const LAYER_FORMAT = 'epr-layer/2';
 
 export interface MergeResult {
   contributions: LayerContribution[];
@@ -83,6 +88,11 @@ function originOf(text: string, layers: Array<{ dir: string; origin: string }>):
 }
 
 export interface MergeOptions {
+  /** the builder's package cache folder (undefined: none) and whether to read it */
+  cacheDir?: string;
+  readCache?: boolean;
+  /** one line per layer: how many packages came from the cache */
+  log?: (line: string) => void;
   /**
    * A lite distribution: the `<name>-<version>` keys to keep, chosen among the
    * merged winners. Every copy of any other version is left out of its layer.
@@ -90,67 +100,49 @@ export interface MergeOptions {
   select?: (winners: Package[]) => Set<string>;
 }
 
-export async function mergeLayers(distribution: string, layers: Array<MaterialisedLayer & { root: string }>, opts: MergeOptions = {}): Promise<MergeResult> {
-  const loaded: Package[][] = [];
+export async function mergeLayers(distribution: string, layers: MaterialisedLayer[], opts: MergeOptions = {}): Promise<MergeResult> {
+  const loaded: LoadedPackage[][] = [];
   const problems: string[] = [];
   for (const l of layers) {
-    const r = await loadPackagePath(l.dir, { validate: true });
+    const cache = LayerCache.open(opts.cacheDir, l.dir, opts.readCache !== false);
+    const r = await loadLayerPackages(l.dir, cache);
     loaded.push(r.packages);
     for (const f of r.failures) problems.push(...f.problems.map((p) => `layer ${l.name}: ${originOf(formatProblem(p), layers)}`));
     // the registry refuses zip packages without a signature by default: catch it here, not at start-up
-    for (const p of r.packages) {
+    for (const { pkg: p } of r.packages) {
       if (p.kind === 'zip' && !p.signatureFile) problems.push(`layer ${l.name}: ${originOf(`${p.source.location}.sig`, layers)}: signature is missing`);
     }
+    const unsaved = r.failures.length === 0 ? cache.save() : undefined;
+    opts.log?.(`layer ${l.name}: ${r.packages.length + r.failures.length} packages, ${cache.hits} unchanged since the last build${unsaved ? `; ${unsaved}` : ''}`);
   }
   if (problems.length > 0) throw new InvalidPackagesError(problems);
 
-  const merged = mergeFirstWins(loaded);
+  const info = new Map<Package, LoadedPackage & { layer: number }>();
+  loaded.forEach((pkgs, i) => pkgs.forEach((lp) => info.set(lp.pkg, { ...lp, layer: i })));
+  const merged = mergeFirstWins(loaded.map((pkgs) => pkgs.map((lp) => lp.pkg)));
   const chosen = opts.select?.(merged.winners);
   const kept = (p: Package) => !chosen || chosen.has(p.key);
-  const layerOf = new Map<Package, number>();
-  loaded.forEach((pkgs, i) => pkgs.forEach((p) => layerOf.set(p, i)));
   const left = new Set<Package>();
   for (const s of merged.shadowed) if (s.winnerLayer <= s.hiddenLayer) left.add(s.hidden);
 
-  const hashes = new Map<Package, string>();
-  const hashOf = async (p: Package) => {
-    let h = hashes.get(p);
-    if (!h) { h = await contentHash(p.source); hashes.set(p, h); }
-    return h;
-  };
-  const ref = async (p: Package): Promise<PackageRef> => {
-    const l = layers[layerOf.get(p)!];
-    return { name: p.name, version: p.version, kind: p.kind, layer: l.name, path: path.relative(l.dir, p.source.location).split(path.sep).join('/'), hash: await hashOf(p) };
+  const ref = (p: Package): PackageRef => {
+    const x = info.get(p)!;
+    const l = layers[x.layer];
+    return { name: p.name, version: p.version, kind: p.kind, layer: l.name, path: path.relative(l.dir, p.source.location).split(path.sep).join('/'), hash: x.hash };
   };
 
-  const contributions: LayerContribution[] = [];
-  for (let i = 0; i < layers.length; i++) {
-    const l = layers[i];
-    const keep = loaded[i].filter((p) => !left.has(p) && kept(p));
-    const rel = (abs: string) => path.relative(l.root, abs).split(path.sep).join('/');
-    const files: string[] = [];
-    for (const p of keep) {
-      if (p.kind === 'zip') {
-        files.push(rel(p.source.location));
-        if (p.signatureFile) files.push(rel(p.signatureFile));
-      } else {
-        for (const f of walkFiles(p.source.location)) files.push(rel(path.join(p.source.location, ...f.path.split('/'))));
-      }
-    }
-    files.push(rel(await bakeContribution(l.dir, keep, files.map((f) => path.join(l.root, ...f.split('/'))))));
-    contributions.push({ name: l.name, root: l.root, entries: withParents([rel(l.dir), ...files]), packages: await Promise.all(keep.map(ref)) });
-  }
+  const contributions = layers.map((l, i) => contribution(l, loaded[i].filter((lp) => !left.has(lp.pkg) && kept(lp.pkg)), ref));
 
   const shadowed: ShadowEntry[] = [];
   for (const s of merged.shadowed) {
     if (!kept(s.winner)) continue;
-    const winner = await ref(s.winner);
-    const hidden = await ref(s.hidden);
+    const winner = ref(s.winner);
+    const hidden = ref(s.hidden);
     shadowed.push({ name: s.winner.name, version: s.winner.version, winner, hidden, differs: winner.hash !== hidden.hash });
   }
   shadowed.sort((a, b) => byteCompare(a.name, b.name) || byteCompare(a.version, b.version) || byteCompare(a.hidden.layer, b.hidden.layer));
 
-  const served = (await Promise.all(merged.winners.filter(kept).map(ref))).sort((a, b) => byteCompare(a.name, b.name) || byteCompare(a.version, b.version));
+  const served = merged.winners.filter(kept).map(ref).sort((a, b) => byteCompare(a.name, b.name) || byteCompare(a.version, b.version));
   return {
     contributions,
     served,
@@ -161,30 +153,41 @@ export async function mergeLayers(distribution: string, layers: Array<Materialis
 }
 
 /**
- * Writes the layer's baked index next to its packages, so the registry in the
- * image starts without parsing them. The files get the tar's fixed time first:
- * the index records manifest sizes and times, and must match what the image
- * holds after Docker extracts the layer.
+ * What one layer puts in the image: its kept packages under
+ * packages/<layer>/, and its baked index. The index records each manifest
+ * with the tar's fixed time, which is the time it has in the image.
  */
-async function bakeContribution(layerDir: string, packages: Package[], files: string[]): Promise<string> {
-  for (const f of files) await fs.promises.utimes(f, FIXED_MTIME, FIXED_MTIME);
-  return writeBakedIndex(layerDir, packages);
+function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Package) => PackageRef): LayerContribution {
+  const top = `packages/${l.name}`;
+  const files = new Map<string, { from: string; size: number }>();
+  const key = crypto.createHash('sha256').update(`${LAYER_FORMAT}\0${l.name}\0`);
+  for (const { pkg: p, hash, bytes } of keep) {
+    const rel = path.relative(l.dir, p.source.location).split(path.sep).join('/');
+    if (p.kind === 'zip') {
+      for (const abs of [p.source.location, p.signatureFile].filter((x): x is string => x !== undefined)) {
+        files.set(`${top}/${path.relative(l.dir, abs).split(path.sep).join('/')}`, { from: abs, size: fs.statSync(abs).size });
+      }
+    } else {
+      for (const f of p.source.files()) files.set(`${top}/${rel}/${f.path}`, { from: path.join(p.source.location, ...f.path.split('/')), size: f.size });
+    }
+    key.update(`${rel}\0${p.kind}\0${bytes ?? hash}\n`);
+  }
+  const index = Buffer.from(bakedIndexText(keep.map((lp) => bakedEntry(l.dir, lp.pkg, FIXED_MTIME))));
+  const indexName = `${top}/${BAKED_INDEX_FILE}`;
+  const entries: TarEntry[] = withParents([top, ...files.keys(), indexName]).map((name): TarEntry => {
+    if (name === indexName) return { name, type: 'file', size: index.length, data: index };
+    const f = files.get(name);
+    return f ? { name, type: 'file', size: f.size, from: f.from } : { name, type: 'directory' };
+  });
+  for (const e of entries) key.update(`${e.name}\0${e.type}\0${e.type === 'file' ? e.size : 0}\n`);
+  key.update(index);
+  return { name: l.name, entries, packages: keep.map((lp) => ref(lp.pkg)), key: key.digest('hex') };
 }
 
 /** The identity of a served set: same packages with the same files -> same digest. */
 export function packagesDigest(list: Array<{ name: string; version: string; hash: string }>): string {
   const lines = list.map((p) => `${p.name}\t${p.version}\t${p.hash}\n`).sort(byteCompare);
   return `sha256:${crypto.createHash('sha256').update(lines.join('')).digest('hex')}`;
-}
-
-/** Adds every parent folder of every entry and sorts by bytes, so parents come first. */
-export function withParents(entries: string[]): string[] {
-  const all = new Set<string>();
-  for (const e of entries) {
-    const parts = e.split('/').filter(Boolean);
-    for (let i = 1; i <= parts.length; i++) all.add(parts.slice(0, i).join('/'));
-  }
-  return [...all].sort(byteCompare);
 }
 
 /** One line per shadowed copy, for the build output. */

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { pipeline } from 'node:stream/promises';
 import tarFs from 'tar-fs';
@@ -6,17 +7,19 @@ import { PROJECT_ROOT } from '../server/config.js';
 import type { LayerDef } from './distribution.js';
 
 /**
- * Where a layer's packages come from. Each source is materialised into a
- * staging folder of its own; a git source is read straight from the object
- * store (`git archive`), never checked out, so the storage repository's
- * working tree is left alone and any ref can be built.
+ * Where a layer's packages come from. A folder source is read in place (never
+ * copied or touched: the image layer is written straight from it). A git
+ * source is read from the object store (`git archive`), never checked out, so
+ * the storage repository's working tree is left alone and any ref can be
+ * built; its tree is extracted once into the builder's cache, by tree id, and
+ * reused while that tree is what the layer names.
  */
 
 export class SourceMissingError extends Error {}
 
 export interface MaterialisedLayer {
   name: string;
-  /** staging folder holding the layer's files */
+  /** the folder holding the layer's packages: the source folder itself, or a git tree's extraction */
   dir: string;
   /** commit the content came from */
   commit: string;
@@ -57,31 +60,49 @@ export function projectCommit(): string {
   return resolveCommit(PROJECT_ROOT) ?? 'unknown';
 }
 
-/** Copies a layer's source into `into` (created) and says which commit it is. */
-export async function materialiseLayer(layer: LayerDef, into: string): Promise<MaterialisedLayer> {
-  fs.mkdirSync(into, { recursive: true });
+export interface MaterialiseOptions {
+  /** a scratch folder of this build (git trees are extracted below it without a cache) */
+  work: string;
+  /** the builder's cache folder: git trees are kept in <cacheDir>/git-trees/<tree id> */
+  cacheDir?: string;
+}
+
+const KEEP_TREES = 8;
+
+/** Finds a layer's source and says which commit it is; a git source is extracted (or found extracted). */
+export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): Promise<MaterialisedLayer> {
   const src = layer.source;
   if (src.kind === 'directory') {
     if (!fs.existsSync(src.directory) || !fs.statSync(src.directory).isDirectory()) {
       throw new SourceMissingError(`layer "${layer.name}": source folder ${src.directory} does not exist`);
     }
-    // dereference: a symlinked package folder is copied as the files it points to
-    await fs.promises.cp(src.directory, into, { recursive: true, dereference: true, filter: (s) => !/(^|\/)\.git$/.test(s) });
+    const dir = fs.realpathSync(src.directory);
     const top = git(src.directory, ['rev-parse', '--show-toplevel']);
     const commit = top.ok ? resolveCommit(top.out) : undefined;
-    if (!top.ok || !commit) return { name: layer.name, dir: into, commit: 'unknown', repo: src.directory, origin: src.directory, kind: 'directory', dirty: true };
+    if (!top.ok || !commit) return { name: layer.name, dir, commit: 'unknown', repo: src.directory, origin: src.directory, kind: 'directory', dirty: true };
     const status = git(src.directory, ['status', '--porcelain', '--untracked-files=all', '--', '.']);
-    return { name: layer.name, dir: into, commit, repo: top.out, origin: src.directory, kind: 'directory', dirty: !status.ok || status.out !== '' };
+    return { name: layer.name, dir, commit, repo: top.out, origin: src.directory, kind: 'directory', dirty: !status.ok || status.out !== '' };
   }
 
   if (!fs.existsSync(src.repo)) throw new SourceMissingError(`layer "${layer.name}": git repository ${src.repo} does not exist`);
   const commit = resolveCommit(src.repo, src.ref);
   if (!commit) throw new SourceMissingError(`layer "${layer.name}": ${src.repo} has no commit "${src.ref}" (or is not a git repository)`);
   const origin = `${src.repo}@${src.ref}${src.path ? `:${src.path}` : ''}`;
-  if (src.path) {
-    const kind = git(src.repo, ['cat-file', '-t', `${commit}:${src.path}`]);
-    if (!kind.ok || kind.out !== 'tree') throw new SourceMissingError(`layer "${layer.name}": ${origin} is not a folder at commit ${commit.slice(0, 12)}`);
+  const treeRef = src.path ? `${commit}:${src.path}` : `${commit}^{tree}`;
+  const kind = git(src.repo, ['cat-file', '-t', treeRef]);
+  if (!kind.ok || kind.out !== 'tree') throw new SourceMissingError(`layer "${layer.name}": ${origin} is not a folder at commit ${commit.slice(0, 12)}`);
+  const tree = git(src.repo, ['rev-parse', treeRef]).out;
+  const result = { name: layer.name, commit, repo: src.repo, origin, kind: 'git' as const, dirty: false };
+
+  const cached = o.cacheDir ? path.join(o.cacheDir, 'git-trees', tree) : undefined;
+  if (cached && fs.existsSync(`${cached}.done`)) {
+    const now = new Date();
+    fs.utimesSync(`${cached}.done`, now, now);
+    return { ...result, dir: cached };
   }
+  const into = cached ? `${cached}.${process.pid}.partial` : path.join(o.work, 'layers', layer.name);
+  fs.rmSync(into, { recursive: true, force: true });
+  fs.mkdirSync(into, { recursive: true });
   const args = ['-C', src.repo, 'archive', '--format=tar', commit];
   if (src.path) args.push('--', src.path);
   const child = spawn('git', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -94,8 +115,25 @@ export async function materialiseLayer(layer: LayerDef, into: string): Promise<M
     await pipeline(child.stdout, tarFs.extract(into, { strip }));
     const code = await exited;
     if (code !== 0) throw new SourceMissingError(`layer "${layer.name}": git archive of ${origin} failed: ${stderr.trim().split('\n')[0] || `exit ${code}`}`);
+  } catch (err) {
+    if (cached) fs.rmSync(into, { recursive: true, force: true });
+    throw err;
   } finally {
     clearTimeout(timer);
   }
-  return { name: layer.name, dir: into, commit, repo: src.repo, origin, kind: 'git', dirty: false };
+  if (!cached) return { ...result, dir: into };
+  fs.rmSync(cached, { recursive: true, force: true });
+  fs.renameSync(into, cached);
+  fs.writeFileSync(`${cached}.done`, `${origin}\n`);
+  pruneTrees(path.dirname(cached));
+  return { ...result, dir: cached };
+}
+
+/** Keeps the most recently used extracted trees only. */
+function pruneTrees(dir: string): void {
+  const done = fs.readdirSync(dir).filter((n) => n.endsWith('.done')).map((n) => ({ n, t: fs.statSync(path.join(dir, n)).mtimeMs })).sort((a, b) => b.t - a.t);
+  for (const { n } of done.slice(KEEP_TREES)) {
+    fs.rmSync(path.join(dir, n), { force: true });
+    fs.rmSync(path.join(dir, n.slice(0, -'.done'.length)), { recursive: true, force: true });
+  }
 }

@@ -17,7 +17,7 @@ import type { JsonObject } from './fields.js';
 export const BAKED_INDEX_FILE = '.epr-index.json';
 const FORMAT = 'epr-baked-index/1';
 
-interface BakedPackage {
+export interface BakedPackage {
   /** relative to the layer root, `/`-separated */
   location: string;
   kind: 'directory' | 'zip';
@@ -35,43 +35,60 @@ interface BakedIndex {
   packages: BakedPackage[];
 }
 
-function stampOf(file: string): string {
+/** `time`: the modification time the file will have where the index is read (an image layer's fixed time). */
+function stampOf(file: string, time?: Date): string {
   const st = fs.statSync(file);
-  return `${st.size}:${Math.floor(st.mtimeMs)}`;
+  return `${st.size}:${Math.floor(time ? time.getTime() : st.mtimeMs)}`;
 }
 
-function stampFor(root: string, location: string, kind: 'directory' | 'zip'): string {
+function stampFor(root: string, location: string, kind: 'directory' | 'zip', time?: Date): string {
   const abs = path.join(root, ...location.split('/'));
-  return stampOf(kind === 'zip' ? abs : path.join(abs, 'manifest.yml'));
+  return stampOf(kind === 'zip' ? abs : path.join(abs, 'manifest.yml'), time);
 }
 
 function relative(root: string, abs: string): string {
   return path.relative(root, abs).split(path.sep).join('/');
 }
 
+/** One package's entry in its layer's baked index (`stampTime`: see stampOf). */
+export function bakedEntry(root: string, p: Package, stampTime?: Date): BakedPackage {
+  const location = relative(root, p.source.location);
+  return {
+    location,
+    kind: p.kind,
+    stamp: stampFor(root, location, p.kind, stampTime),
+    facts: p.facts,
+    summary: p.summary,
+    info: p.info,
+    files: p.kind === 'directory' ? p.source.files().map((f) => ({ path: f.path, size: f.size })) : undefined,
+    signature: p.signatureFile !== undefined,
+  };
+}
+
+/** The text of a baked index, for packages loaded (and validated) already. */
+export function bakedIndexText(entries: BakedPackage[]): string {
+  const baked: BakedIndex = { format: FORMAT, packages: entries };
+  return `${JSON.stringify(baked)}\n`;
+}
+
 /** Writes the baked index of a layer whose packages were loaded (and validated) already. */
 export function writeBakedIndex(root: string, packages: Package[]): string {
-  const baked: BakedIndex = {
-    format: FORMAT,
-    packages: packages.map((p) => {
-      const location = relative(root, p.source.location);
-      return {
-        location,
-        kind: p.kind,
-        stamp: stampFor(root, location, p.kind),
-        facts: p.facts,
-        summary: p.summary,
-        info: p.info,
-        files: p.kind === 'directory' ? p.source.files().map((f) => ({ path: f.path, size: f.size })) : undefined,
-        signature: p.signatureFile !== undefined,
-      };
-    }),
-  };
   const file = path.join(root, BAKED_INDEX_FILE);
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, `${JSON.stringify(baked)}\n`);
+  fs.writeFileSync(tmp, bakedIndexText(packages.map((p) => bakedEntry(root, p))));
   fs.renameSync(tmp, file);
   return file;
+}
+
+/** The package a baked entry describes, without reading its manifests (a zip's entry list is read). */
+export async function packageFromBaked(root: string, b: BakedPackage): Promise<Package> {
+  const abs = path.join(root, ...b.location.split('/'));
+  const version = semver.parse(b.facts.version);
+  if (!version) throw new Error(`invalid version ${b.facts.version}`);
+  const source = b.kind === 'zip'
+    ? await ZipSource.open(abs)
+    : new DirectorySource(abs, (b.files ?? []).map((f): PackageFile => ({ path: f.path, size: f.size })));
+  return new Package(source, b.facts, version, b.summary, b.info, b.signature ? `${abs}.sig` : undefined);
 }
 
 export type BakedResult =
@@ -103,14 +120,8 @@ export async function readBakedIndex(root: string, _opts: LoadOptions): Promise<
 
   const packages: Package[] = [];
   for (const b of baked.packages) {
-    const abs = path.join(root, ...b.location.split('/'));
-    const version = semver.parse(b.facts.version);
-    if (!version) return { ok: false, reason: `baked index has an invalid version for ${b.location}` };
     try {
-      const source = b.kind === 'zip'
-        ? await ZipSource.open(abs)
-        : new DirectorySource(abs, (b.files ?? []).map((f): PackageFile => ({ path: f.path, size: f.size })));
-      packages.push(new Package(source, b.facts, version, b.summary, b.info, b.signature ? `${abs}.sig` : undefined));
+      packages.push(await packageFromBaked(root, b));
     } catch (err) {
       if (err instanceof PackageLoadError) throw err;
       return { ok: false, reason: `baked index: ${b.location}: ${(err as Error).message}` };

@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import tarStream from 'tar-stream';
-import { writeDeterministicTar, FIXED_MTIME } from '../../builder/layers.js';
-import { withParents, packagesDigest } from '../../builder/merge.js';
-import { renderDockerfile } from '../../builder/build.js';
+import { FIXED_MTIME, tarSize, TarError, withParents, writeTar, type TarEntry } from '../../builder/tar.js';
+import { packagesDigest } from '../../builder/merge.js';
 import { cleanupTmp, tmpDir } from '../helpers/fixtures.js';
 
 function writeTree(root: string, files: Record<string, string>, mode: number, mtime: Date): void {
@@ -37,6 +37,27 @@ async function listTar(file: string): Promise<Array<{ name: string; type: string
 
 const sha = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 
+/** The tar of `names` below `root`: folders and files as they are on disk. */
+function entriesOf(root: string, names: string[]): TarEntry[] {
+  return names.map((name): TarEntry => {
+    const abs = path.join(root, name);
+    const st = fs.statSync(abs);
+    return st.isDirectory() ? { name, type: 'directory' } : { name, type: 'file', size: st.size, from: abs };
+  });
+}
+
+async function writeDeterministicTar(root: string, names: string[], file: string): Promise<{ size: number; digest: string }> {
+  const entries = entriesOf(root, names);
+  const out = fs.openSync(file, 'w');
+  const h = crypto.createHash('sha256');
+  try {
+    await writeTar(entries, async (chunk) => { fs.writeSync(out, chunk); }, h);
+  } finally {
+    fs.closeSync(out);
+  }
+  return { size: tarSize(entries), digest: h.digest('hex') };
+}
+
 describe('builder: deterministic layer tars', () => {
   after(cleanupTmp);
   const files = {
@@ -46,23 +67,57 @@ describe('builder: deterministic layer tars', () => {
     'packages/prod/a_pkg-1.0.0.zip': 'zipbytes',
   };
 
-  it('same files -> same bytes, whatever the mtimes, modes and directory order', async () => {
+  it('same files -> same bytes, whatever the mtimes, modes and directory order; the size and hash are known', async () => {
     const one = tmpDir('tar-a-');
     const two = tmpDir('tar-b-');
     writeTree(one, files, 0o600, new Date('2024-05-05T00:00:00Z'));
     writeTree(two, Object.fromEntries(Object.entries(files).reverse()), 0o755, new Date('2011-01-01T00:00:00Z'));
     const entries = withParents(Object.keys(files));
     const out = tmpDir('tar-out-');
-    await writeDeterministicTar(one, entries, path.join(out, 'one.tar'));
+    const a = await writeDeterministicTar(one, entries, path.join(out, 'one.tar'));
     await writeDeterministicTar(two, entries, path.join(out, 'two.tar'));
     expect(sha(path.join(out, 'one.tar'))).to.equal(sha(path.join(out, 'two.tar')));
+    expect(a.size).to.equal(fs.statSync(path.join(out, 'one.tar')).size);
+    expect(a.digest).to.equal(sha(path.join(out, 'one.tar')));
 
     const listed = await listTar(path.join(out, 'one.tar'));
     expect(listed.map((e) => e.name.replace(/\/$/, ''))).to.deep.equal(entries);
-    expect(listed[0]).to.include({ name: 'packages', type: 'directory', mode: 0o755, uid: 0, gid: 0 });
+    expect(listed[0]).to.include({ name: 'packages/', type: 'directory', mode: 0o755, uid: 0, gid: 0 });
     for (const e of listed) {
       expect(e.mtime).to.equal(FIXED_MTIME.getTime());
       expect(e.mode).to.equal(e.type === 'directory' ? 0o755 : 0o644);
+    }
+  });
+
+  it('long names (ustar prefix, and pax records past 256 bytes) come back whole from GNU tar, and the size is exact', async () => {
+    const root = tmpDir('tar-long-');
+    const mid = `packages/prod/${'n'.repeat(60)}/1.0.0/kibana/dashboard/${'d'.repeat(70)}.json`;
+    const long = `packages/prod/${'x'.repeat(120)}/${'y'.repeat(150)}/${'z'.repeat(40)}.json`;
+    const unicode = 'packages/prod/ünïcødé/1.0.0/docs/README.md';
+    writeTree(root, { [mid]: 'm', [long]: 'l'.repeat(1000), [unicode]: 'u' }, 0o644, new Date());
+    const names = withParents([mid, long, unicode]);
+    const file = path.join(tmpDir('tar-out-'), 'long.tar');
+    const { size } = await writeDeterministicTar(root, names, file);
+    expect(size).to.equal(fs.statSync(file).size);
+    const listed = spawnSync('tar', ['-tf', file], { encoding: 'utf8' });
+    expect(listed.status, listed.stderr).to.equal(0);
+    expect(listed.stdout.split('\n').filter(Boolean).map((n) => n.replace(/\/$/, ''))).to.deep.equal(names);
+    const x = tmpDir('tar-x-');
+    expect(spawnSync('tar', ['-xf', file, '-C', x]).status).to.equal(0);
+    expect(fs.readFileSync(path.join(x, long), 'utf8')).to.equal('l'.repeat(1000));
+  });
+
+  it('a file that changes size after it was listed is an error, not a wrong tar', async () => {
+    const root = tmpDir('tar-grow-');
+    writeTree(root, { 'a.txt': 'short' }, 0o644, new Date());
+    const entries = entriesOf(root, ['a.txt']);
+    fs.appendFileSync(path.join(root, 'a.txt'), ' and longer');
+    try {
+      await writeTar(entries, async () => undefined);
+      expect.fail('expected a TarError');
+    } catch (err) {
+      expect(err).to.be.instanceOf(TarError);
+      expect((err as Error).message).to.match(/changed while it was being packed/);
     }
   });
 
@@ -83,10 +138,5 @@ describe('builder: deterministic layer tars', () => {
     const b = { name: 'b', version: '1.0.0', hash: 'sha256:2' };
     expect(packagesDigest([a, b])).to.equal(packagesDigest([b, a]));
     expect(packagesDigest([a, b])).to.not.equal(packagesDigest([a, { ...b, hash: 'sha256:3' }]));
-  });
-
-  it('the Dockerfile template gets one ADD per layer, in order, at the # LAYERS line', () => {
-    const out = renderDockerfile('FROM x\n# LAYERS\nCOPY a /\n', ['production', 'staging']);
-    expect(out).to.equal('FROM x\nADD layer-production.tar /\nADD layer-staging.tar /\nCOPY a /\n');
   });
 });

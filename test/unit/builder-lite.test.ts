@@ -173,11 +173,11 @@ describe('builder: lite distributions', () => {
 
     it('the merge keeps each selected version in its own layer, and only those', async () => {
       const base = tmpDir('lite-merge-');
-      const layers: Array<MaterialisedLayer & { root: string }> = ['production', 'staging'].map((name) => {
+      const layers: MaterialisedLayer[] = ['production', 'staging'].map((name) => {
         const root = path.join(base, name);
         const dir = path.join(root, 'packages', name);
         fs.mkdirSync(dir, { recursive: true });
-        return { name, root, dir, commit: 'c'.repeat(40), repo: base, origin: `/src/${name}`, kind: 'directory', dirty: false };
+        return { name, dir, commit: 'c'.repeat(40), repo: base, origin: `/src/${name}`, kind: 'directory', dirty: false };
       });
       writeDirPackage(layers[0].dir, { name: 'a', version: '1.0.0' });
       writeDirPackage(layers[0].dir, { name: 'a', version: '1.1.0' });
@@ -189,8 +189,8 @@ describe('builder: lite distributions', () => {
       expect(m.served.map((p) => `${p.name}@${p.version}:${p.layer}`)).to.deep.equal(['a@1.0.0:production', 'a@1.2.0:staging']);
       expect([m.served.length, m.available]).to.deep.equal([2, 4]);
       expect(m.contributions.map((c) => c.packages.map((p) => p.version))).to.deep.equal([['1.0.0'], ['1.2.0']]);
-      expect(m.contributions[0].entries.some((e) => e.includes('a/1.1.0'))).to.equal(false);
-      expect(m.contributions[1].entries.some((e) => e.includes('/b/'))).to.equal(false);
+      expect(m.contributions[0].entries.some((e) => e.name.includes('a/1.1.0'))).to.equal(false);
+      expect(m.contributions[1].entries.some((e) => e.name.includes('/b/'))).to.equal(false);
       expect(m.report.shadowed).to.deep.equal([]);
     });
   });

@@ -30,26 +30,43 @@ describe('builder: layer sources', () => {
   });
 
   it('reads a ref\'s folder from the object store, not the checkout, and records its commit', async () => {
-    const into = path.join(tmpDir('src-out-'), 'packages', 'x');
-    const m = await materialiseLayer({ name: 'x', source: { kind: 'git', repo, ref: first, path: 'store/packages' } }, into);
+    const m = await materialiseLayer({ name: 'x', source: { kind: 'git', repo, ref: first, path: 'store/packages' } }, { work: tmpDir('src-out-') });
     expect(m).to.deep.include({ commit: first, repo, kind: 'git', dirty: false });
-    expect(fs.readFileSync(path.join(into, 'p', '1.0.0', 'docs', 'README.md'), 'utf8')).to.equal('first\n');
-    const head = await materialiseLayer({ name: 'x', source: { kind: 'git', repo, ref: 'main', path: 'store/packages' } }, path.join(tmpDir('src-out-'), 'x'));
+    expect(fs.readFileSync(path.join(m.dir, 'p', '1.0.0', 'docs', 'README.md'), 'utf8')).to.equal('first\n');
+    const head = await materialiseLayer({ name: 'x', source: { kind: 'git', repo, ref: 'main', path: 'store/packages' } }, { work: tmpDir('src-out-') });
     expect(head.commit).to.equal(git(repo, 'rev-parse', 'main'));
   });
 
+  it('with a cache, a git tree is extracted once and found again by its tree id', async () => {
+    const cacheDir = tmpDir('src-cache-');
+    const layer = { name: 'x', source: { kind: 'git' as const, repo, ref: first, path: 'store/packages' } };
+    const one = await materialiseLayer(layer, { work: tmpDir('src-out-'), cacheDir });
+    expect(one.dir.startsWith(path.join(cacheDir, 'git-trees'))).to.equal(true);
+    expect(path.basename(one.dir)).to.equal(git(repo, 'rev-parse', `${first}:store/packages`));
+    const manifest = path.join(one.dir, 'p', '1.0.0', 'manifest.yml');
+    const before = fs.statSync(manifest).ino;
+    const two = await materialiseLayer(layer, { work: tmpDir('src-out-'), cacheDir });
+    expect(two.dir).to.equal(one.dir);
+    expect(fs.statSync(manifest).ino).to.equal(before);
+    const head = await materialiseLayer({ ...layer, source: { ...layer.source, ref: 'main' } }, { work: tmpDir('src-out-'), cacheDir });
+    expect(head.dir).to.not.equal(one.dir);
+    expect(fs.readFileSync(path.join(head.dir, 'p', '1.0.0', 'docs', 'README.md'), 'utf8')).to.equal('second\n');
+  });
+
   it('a folder source records its repository\'s HEAD and whether it has uncommitted changes', async () => {
-    const m = await materialiseLayer({ name: 'x', source: { kind: 'directory', directory: path.join(repo, 'store', 'packages') } }, path.join(tmpDir('src-out-'), 'x'));
+    const m = await materialiseLayer({ name: 'x', source: { kind: 'directory', directory: path.join(repo, 'store', 'packages') } }, { work: tmpDir('src-out-') });
     expect(m).to.deep.include({ commit: git(repo, 'rev-parse', 'HEAD'), kind: 'directory', dirty: true });
+    // read in place: nothing is copied
+    expect(m.dir).to.equal(fs.realpathSync(path.join(repo, 'store', 'packages')));
     const outside = tmpDir('src-plain-');
     writeDirPackage(outside, { name: 'q', version: '1.0.0' });
-    const o = await materialiseLayer({ name: 'y', source: { kind: 'directory', directory: outside } }, path.join(tmpDir('src-out-'), 'y'));
+    const o = await materialiseLayer({ name: 'y', source: { kind: 'directory', directory: outside } }, { work: tmpDir('src-out-') });
     expect(o).to.deep.include({ commit: 'unknown', dirty: true });
     expect(fs.existsSync(path.join(o.dir, 'q', '1.0.0', 'manifest.yml'))).to.equal(true);
   });
 
   it('a missing folder, ref or path is a SourceMissingError naming it', async () => {
-    const out = () => path.join(tmpDir('src-out-'), 'z');
+    const out = () => ({ work: tmpDir('src-out-') });
     const cases: Array<[Parameters<typeof materialiseLayer>[0], RegExp]> = [
       [{ name: 'z', source: { kind: 'directory', directory: '/nonexistent/layer' } }, /source folder \/nonexistent\/layer does not exist/],
       [{ name: 'z', source: { kind: 'git', repo, ref: 'no-such-ref', path: '' } }, /has no commit "no-such-ref"/],

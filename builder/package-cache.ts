@@ -1,0 +1,200 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bakedEntry, packageFromBaked, type BakedPackage } from '../server/packages/baked.js';
+import { contentHash } from '../server/packages/hash.js';
+import { mapLimit } from '../server/packages/index.js';
+import { loadPackage, PackageLoadError, type Package } from '../server/packages/package.js';
+import { scanPackagePath } from '../server/packages/scan.js';
+import { byteCompare, DirectorySource, SourceError, walkFiles, ZipSource, type PackageFile } from '../server/packages/source.js';
+
+/**
+ * The builder's memory of packages it has loaded, validated and hashed, kept
+ * per layer folder and keyed by each package's file stamps (path, size and
+ * modification time of every file, as make and git tell a changed file). A
+ * package whose stamps are unchanged is not parsed, validated or hashed
+ * again: its baked entry and hashes are taken from the cache. Validation is a
+ * function of the files and of the package model, so the cache is dropped
+ * whenever the compiled package model (server/packages) changes.
+ */
+
+const FORMAT = 'epr-builder-package-cache/1';
+const LOAD_CONCURRENCY = 16;
+
+export interface LoadedPackage {
+  pkg: Package;
+  /** content hash: files and their bytes (contentHash) */
+  hash: string;
+  /** zip packages: sha256 of the zip and its signature as stored, which the image layer holds byte for byte */
+  bytes?: string;
+}
+
+interface CacheEntry {
+  stamp: string;
+  baked: BakedPackage;
+  hash: string;
+  bytes?: string;
+}
+
+interface CacheFile {
+  format: string;
+  model: string;
+  root: string;
+  entries: Record<string, CacheEntry>;
+}
+
+/** Where the cache lives: $EPR_BUILDER_CACHE, else $XDG_CACHE_HOME/epr-builder, else ~/.cache/epr-builder. */
+export function defaultCacheDir(): string {
+  if (process.env.EPR_BUILDER_CACHE) return path.resolve(process.env.EPR_BUILDER_CACHE);
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'epr-builder');
+}
+
+let modelDigestMemo: string | undefined;
+
+/** A digest of the compiled package model: the cache is valid only for the code that filled it. */
+export function modelDigest(): string {
+  if (modelDigestMemo) return modelDigestMemo;
+  const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'server', 'packages');
+  const h = crypto.createHash('sha256').update(FORMAT);
+  for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.js') || n.endsWith('.ts')).sort(byteCompare)) {
+    h.update(`${f}\0`).update(fs.readFileSync(path.join(dir, f))).update('\0');
+  }
+  modelDigestMemo = h.digest('hex');
+  return modelDigestMemo;
+}
+
+/** The stamps of a package folder's files: any change to a name, size or time changes it. */
+function folderStamp(files: PackageFile[]): string {
+  const h = crypto.createHash('sha256');
+  for (const f of files) h.update(`${f.path}\0${f.size}\0${f.mtime?.getTime() ?? 0}\n`);
+  return h.digest('hex');
+}
+
+async function fileStamp(file: string): Promise<string> {
+  try {
+    const st = await fs.promises.stat(file);
+    return `${st.size}:${st.mtimeMs}:${st.ino}`;
+  } catch {
+    return 'none';
+  }
+}
+
+async function bytesHash(files: string[]): Promise<string> {
+  const h = crypto.createHash('sha256');
+  for (const f of files) {
+    h.update(`${path.basename(f)}\0`);
+    if (fs.existsSync(f)) await new Promise<void>((resolve, reject) => fs.createReadStream(f).on('data', (c) => h.update(c)).on('end', resolve).on('error', reject));
+    h.update('\0');
+  }
+  return `sha256:${h.digest('hex')}`;
+}
+
+/** One layer folder's cache: read at open, written back (only what the layer still holds) by save(). */
+export class LayerCache {
+  private readonly fresh = new Map<string, CacheEntry>();
+  hits = 0;
+  misses = 0;
+
+  private constructor(private readonly file: string | undefined, private readonly root: string, private readonly old: Map<string, CacheEntry>) {}
+
+  /** `dir` undefined: nothing is read or written (every package is loaded). `read` false: start empty (--no-cache), still write. */
+  static open(dir: string | undefined, root: string, read = true): LayerCache {
+    if (!dir) return new LayerCache(undefined, root, new Map());
+    const abs = path.resolve(root);
+    const file = path.join(dir, 'packages', `${crypto.createHash('sha256').update(abs).digest('hex').slice(0, 24)}.json`);
+    const old = new Map<string, CacheEntry>();
+    if (read) {
+      try {
+        const c = JSON.parse(fs.readFileSync(file, 'utf8')) as CacheFile;
+        if (c.format === FORMAT && c.model === modelDigest() && c.root === abs) for (const [k, v] of Object.entries(c.entries)) old.set(k, v);
+      } catch { /* no cache yet, or unreadable: start empty */ }
+    }
+    return new LayerCache(file, abs, old);
+  }
+
+  get(location: string, stamp: string): CacheEntry | undefined {
+    const e = this.old.get(location);
+    return e && e.stamp === stamp ? e : undefined;
+  }
+
+  put(location: string, entry: CacheEntry): void {
+    this.fresh.set(location, entry);
+  }
+
+  /** Writes the entries of this run; a cache that cannot be written only costs time next run. */
+  save(): string | undefined {
+    if (!this.file) return undefined;
+    const body: CacheFile = { format: FORMAT, model: modelDigest(), root: this.root, entries: Object.fromEntries([...this.fresh].sort(([a], [b]) => byteCompare(a, b))) };
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    try {
+      fs.mkdirSync(path.dirname(this.file), { recursive: true });
+      fs.writeFileSync(tmp, JSON.stringify(body));
+      fs.renameSync(tmp, this.file);
+      return undefined;
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      return `package cache not written (${(err as Error).message})`;
+    }
+  }
+}
+
+function relative(root: string, abs: string): string {
+  return path.relative(root, abs).split(path.sep).join('/');
+}
+
+/**
+ * Loads and validates every package of one layer folder, in the server's scan
+ * order (zips, then folders), taking unchanged packages from the cache.
+ */
+export async function loadLayerPackages(root: string, cache: LayerCache): Promise<{ packages: LoadedPackage[]; failures: PackageLoadError[] }> {
+  const found = scanPackagePath(root);
+  const locations: Array<{ abs: string; kind: 'zip' | 'directory' }> = [
+    ...found.zips.map((abs) => ({ abs, kind: 'zip' as const })),
+    ...found.directories.map((abs) => ({ abs, kind: 'directory' as const })),
+  ];
+  const results = await mapLimit(locations, LOAD_CONCURRENCY, async ({ abs, kind }): Promise<LoadedPackage | PackageLoadError> => {
+    const rel = relative(root, abs);
+    try {
+      if (kind === 'directory') {
+        const files = walkFiles(abs);
+        const stamp = folderStamp(files);
+        const hit = cache.get(rel, stamp);
+        if (hit) {
+          cache.hits++;
+          cache.put(rel, hit);
+          return { pkg: await packageFromBaked(root, hit.baked), hash: hit.hash };
+        }
+        cache.misses++;
+        const pkg = await loadPackage(new DirectorySource(abs, files), { validate: true });
+        const entry: CacheEntry = { stamp, baked: bakedEntry(root, pkg), hash: await contentHash(pkg.source) };
+        cache.put(rel, entry);
+        return { pkg, hash: entry.hash };
+      }
+      const stamp = `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}`;
+      const hit = cache.get(rel, stamp);
+      if (hit) {
+        cache.hits++;
+        cache.put(rel, hit);
+        return { pkg: await packageFromBaked(root, hit.baked), hash: hit.hash, bytes: hit.bytes };
+      }
+      cache.misses++;
+      const pkg = await loadPackage(await ZipSource.open(abs), { validate: true });
+      const entry: CacheEntry = { stamp, baked: bakedEntry(root, pkg), hash: await contentHash(pkg.source), bytes: await bytesHash([abs, `${abs}.sig`]) };
+      cache.put(rel, entry);
+      return { pkg, hash: entry.hash, bytes: entry.bytes };
+    } catch (err) {
+      if (err instanceof PackageLoadError) return err;
+      if (err instanceof SourceError) return new PackageLoadError(abs, [{ file: err.file ?? abs, message: err.message }]);
+      return new PackageLoadError(abs, [{ file: abs, message: (err as Error).message }]);
+    }
+  });
+  const packages: LoadedPackage[] = [];
+  const failures: PackageLoadError[] = [];
+  for (const r of results) {
+    if (r instanceof PackageLoadError) failures.push(r);
+    else packages.push(r);
+  }
+  return { packages, failures };
+}

@@ -1,0 +1,172 @@
+import fs from 'node:fs';
+import type { Hash } from 'node:crypto';
+
+/**
+ * Deterministic tars written straight from their sources: the same entries
+ * give the same bytes, whatever the timestamps, owners, umask or directory
+ * order of the machine. Every header is ustar with fixed metadata (root,
+ * 0644/0755, FIXED_MTIME); a name too long for ustar gets a pax `path`
+ * record. Because the layout is fixed, a tar's exact size is known before a
+ * byte is read, so a layer can be streamed inside another tar (docker load)
+ * without being written to disk first.
+ */
+
+export const FIXED_MTIME = new Date('2020-01-01T00:00:00Z');
+const BLOCK = 512;
+/** ustar's 11 octal digits of size */
+const MAX_SIZE = 0o77777777777;
+
+export type TarEntry =
+  | { name: string; type: 'directory' }
+  | { name: string; type: 'file'; size: number; from: string }
+  | { name: string; type: 'file'; size: number; data: Buffer };
+
+export class TarError extends Error {}
+
+function padded(size: number): number {
+  return Math.ceil(size / BLOCK) * BLOCK;
+}
+
+/** The name as written in the header (folders end with `/`). */
+function headerName(e: TarEntry): string {
+  return e.type === 'directory' ? `${e.name.replace(/\/$/, '')}/` : e.name;
+}
+
+/** [prefix, name] for ustar, or undefined when the name needs a pax record. */
+function ustarSplit(name: string): [string, string] | undefined {
+  const bytes = Buffer.byteLength(name);
+  if (bytes <= 100) return ['', name];
+  if (bytes > 256) return undefined;
+  // the prefix ends at a `/` (not written); both halves must fit
+  for (let i = name.length - 1; i > 0; i--) {
+    if (name[i] !== '/') continue;
+    const prefix = name.slice(0, i);
+    const rest = name.slice(i + 1);
+    if (Buffer.byteLength(prefix) <= 155 && Buffer.byteLength(rest) <= 100 && rest.length > 0) return [prefix, rest];
+    if (Buffer.byteLength(rest) > 100) return undefined;
+  }
+  return undefined;
+}
+
+function paxRecord(key: string, value: string): Buffer {
+  const body = ` ${key}=${value}\n`;
+  // the length counts its own digits
+  let len = Buffer.byteLength(body) + 1;
+  while (String(len).length + Buffer.byteLength(body) !== len) len = String(len).length + Buffer.byteLength(body);
+  return Buffer.from(`${len}${body}`);
+}
+
+function octal(buf: Buffer, value: number, offset: number, width: number): void {
+  buf.write(`${value.toString(8).padStart(width - 1, '0')}\0`, offset, width, 'ascii');
+}
+
+function header(name: string, prefix: string, type: '0' | '5' | 'x', size: number): Buffer {
+  const h = Buffer.alloc(BLOCK);
+  h.write(name, 0, 100, 'utf8');
+  octal(h, type === '5' ? 0o755 : 0o644, 100, 8);
+  octal(h, 0, 108, 8);
+  octal(h, 0, 116, 8);
+  octal(h, size, 124, 12);
+  octal(h, Math.floor(FIXED_MTIME.getTime() / 1000), 136, 12);
+  h.fill(' ', 148, 156);
+  h.write(type, 156, 1, 'ascii');
+  h.write('ustar\0', 257, 6, 'ascii');
+  h.write('00', 263, 2, 'ascii');
+  octal(h, 0, 329, 8);
+  octal(h, 0, 337, 8);
+  h.write(prefix, 345, 155, 'utf8');
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += h[i];
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii');
+  return h;
+}
+
+/** The header block(s) of one entry: a pax record first when the name needs one. */
+export function entryHeader(e: TarEntry): Buffer {
+  const name = headerName(e);
+  const size = e.type === 'file' ? e.size : 0;
+  if (size > MAX_SIZE) throw new TarError(`${e.name}: ${size} bytes is too large for a layer tar`);
+  const type = e.type === 'directory' ? '5' : '0';
+  const split = ustarSplit(name);
+  if (split) return header(split[1], split[0], type, size);
+  const pax = paxRecord('path', name);
+  const short = Buffer.from(name).subarray(0, 99).toString('utf8').replace(/\uFFFD+$/, '');
+  return Buffer.concat([header(`PaxHeader/${short}`.slice(0, 99), '', 'x', pax.length), pax, Buffer.alloc(padded(pax.length) - pax.length), header(short, '', type, size)]);
+}
+
+/** The header of a file entry whose bytes the caller writes. */
+export function fileHeader(name: string, size: number): Buffer {
+  return entryHeader({ name, type: 'file', size, data: Buffer.alloc(0) });
+}
+
+/** The exact byte size of the tar of `entries` (with its two closing blocks). */
+export function tarSize(entries: TarEntry[]): number {
+  let total = 2 * BLOCK;
+  for (const e of entries) total += entryHeader(e).length + (e.type === 'file' ? padded(e.size) : 0);
+  return total;
+}
+
+const CHUNK = 1 << 20;
+
+/**
+ * Writes the tar of `entries` through `write` (which may wait, for back
+ * pressure), feeding every byte to `hash`. A file whose size changed since it
+ * was listed is an error: the tar's size was promised already.
+ */
+export async function writeTar(entries: TarEntry[], write: (chunk: Buffer) => Promise<void>, hash?: Hash): Promise<void> {
+  // small pieces (headers, small files) are gathered into chunks of about 1 MB
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const flush = async () => {
+    if (pendingBytes === 0) return;
+    const chunk = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    await write(chunk);
+  };
+  const out = async (b: Buffer) => {
+    hash?.update(b);
+    pending.push(b);
+    pendingBytes += b.length;
+    if (pendingBytes >= CHUNK) await flush();
+  };
+  const buf = Buffer.allocUnsafe(CHUNK);
+  for (const e of entries) {
+    await out(entryHeader(e));
+    if (e.type !== 'file') continue;
+    if ('data' in e) {
+      if (e.data.length !== e.size) throw new TarError(`${e.name}: ${e.data.length} bytes, ${e.size} listed`);
+      await out(e.data);
+    } else {
+      const fh = await fs.promises.open(e.from, 'r');
+      try {
+        let done = 0;
+        while (done < e.size) {
+          const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, e.size - done), done);
+          if (bytesRead === 0) break;
+          // a copy: `buf` is reused for the next read while `write` may still hold this chunk
+          await out(Buffer.from(buf.subarray(0, bytesRead)));
+          done += bytesRead;
+        }
+        const now = (await fh.stat()).size;
+        if (done !== e.size || now !== e.size) throw new TarError(`${e.from} changed while it was being packed (${e.size} bytes listed, now ${now})`);
+      } finally {
+        await fh.close();
+      }
+    }
+    const pad = padded(e.size) - e.size;
+    if (pad > 0) await out(Buffer.alloc(pad));
+  }
+  await out(Buffer.alloc(2 * BLOCK));
+  await flush();
+}
+
+/** Adds every parent folder of every entry and sorts by bytes, so parents come first. */
+export function withParents(entries: string[]): string[] {
+  const all = new Set<string>();
+  for (const e of entries) {
+    const parts = e.split('/').filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) all.add(parts.slice(0, i).join('/'));
+  }
+  return [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
