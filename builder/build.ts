@@ -77,6 +77,18 @@ export interface BuildState {
   sentLayers?: number;
   /** the image's own server, started by the builder before anything is tagged */
   startCheck?: StartCheck;
+  /** seconds per step of the image build: where the time goes */
+  timings: Record<string, number>;
+}
+
+/** Runs one step, adding its seconds to s.timings[name]. */
+async function timed<T>(s: BuildState, name: string, step: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await step();
+  } finally {
+    s.timings[name] = Math.round((s.timings[name] ?? 0) * 1000 + performance.now() - t0) / 1000;
+  }
 }
 
 export function cacheDirOf(s: BuildState): string {
@@ -98,6 +110,7 @@ export function newBuildState(distribution: Distribution, opts: BuildOptions): B
     baseBuilt: false,
     previous: new Map(),
     pushed: [],
+    timings: {},
   };
 }
 
@@ -106,7 +119,9 @@ export function repositoryOf(s: BuildState): string {
 }
 
 export async function readLayers(s: BuildState): Promise<void> {
-  for (const layer of s.distribution.layers) s.layers.push(await materialiseLayer(layer, { work: s.work, cacheDir: cacheDirOf(s) }));
+  await timed(s, 'read layers', async () => {
+    for (const layer of s.distribution.layers) s.layers.push(await materialiseLayer(layer, { work: s.work, cacheDir: cacheDirOf(s) }));
+  });
   // the distribution's commit: that of its last git layer, else of the repository holding its folders
   const git = [...s.layers].reverse().find((l) => l.kind === 'git');
   const from = git ?? s.layers[s.layers.length - 1];
@@ -123,14 +138,13 @@ export async function readLayers(s: BuildState): Promise<void> {
 
 export async function validateAndMerge(s: BuildState): Promise<string[]> {
   const sel = s.distribution.select;
-  const notes: string[] = [];
-  s.merge = await mergeLayers(s.distribution.name, s.layers, {
+  s.merge = await timed(s, 'validate and merge', () => mergeLayers(s.distribution.name, s.layers, {
     cacheDir: cacheDirOf(s),
     readCache: !s.opts.noCache,
-    log: (line) => { notes.push(line); s.opts.log(line); },
+    log: s.opts.log,
     ...(sel ? { select: (winners) => selectVersions(winners, sel, s.distribution.file).keys } : {}),
-  });
-  return [...notes, ...describeShadows(s.merge.report)];
+  }));
+  return describeShadows(s.merge.report);
 }
 
 /**
@@ -260,14 +274,14 @@ function commitTime(s: BuildState): string {
 export async function buildDistributionImage(s: BuildState, docker: Docker): Promise<string> {
   if (!s.merge || !s.baseTag || !s.commit) throw new Error('merge and base image first');
   const merge = s.merge;
-  const base = await readBaseImage(docker, `${BASE_REPOSITORY}:${s.baseTag}`, cacheDirOf(s));
+  const base = await timed(s, 'base image config', () => readBaseImage(docker, `${BASE_REPOSITORY}:${s.baseTag}`, cacheDirOf(s)));
   const keys = chainKeys(base.id, merge.contributions.map((c) => c.key));
-  const reuse = s.opts.noCache ? { count: 0, diffIds: [] } : await findReusableLayers(docker, base, keys);
+  const reuse = s.opts.noCache ? { count: 0, diffIds: [] } : await timed(s, 'find reusable layers', () => findReusableLayers(docker, base, keys));
   s.reusedLayers = reuse.count;
   s.sentLayers = merge.contributions.length - reuse.count;
   const suffix = `${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
   const layersTag = `${TEMP_REPOSITORY}:layers-${suffix}`;
-  await assembleImage(docker, {
+  await timed(s, 'package layers (docker load)', () => assembleImage(docker, {
     base,
     reused: merge.contributions.slice(0, reuse.count).map((c, i) => ({ name: c.name, diffId: reuse.diffIds[i] })),
     layers: merge.contributions.slice(reuse.count).map((c) => ({ name: c.name, entries: c.entries, description: `${c.packages.length} package versions` })),
@@ -275,7 +289,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
     created: commitTime(s),
     tag: layersTag,
     onProgress: s.opts.log,
-  });
+  }));
 
   const temp = `${TEMP_REPOSITORY}:${suffix}`;
   const labels = imageLabels({
@@ -295,20 +309,21 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   // the temporary tag keeps the image alive until the real tags are on it
   s.tempTag = temp;
   try {
-    s.imageId = await buildImage(docker, {
+    s.imageId = await timed(s, 'Dockerfile.distribution', () => buildImage(docker, {
       context: tarFs.pack(dir, { entries: fs.readdirSync(dir).sort(byteCompare) }) as unknown as Readable,
       dockerfile: 'Dockerfile',
       tag: temp,
       nocache: s.opts.noCache,
-      buildargs: { PACKAGE_LAYERS: layersTag, PACKAGE_REGISTRY: s.baseTag },
+      buildargs: { PACKAGE_LAYERS: layersTag, PACKAGE_REGISTRY: s.baseTag! },
       labels,
       onOutput: s.opts.log,
-    });
+    }));
   } finally {
     // the built image keeps the layers image as its parent
     await untag(docker, layersTag).catch(() => undefined);
   }
-  s.startCheck = await checkImageStarts(docker, s.imageId, { versions: merge.served.length, paths: s.layers.length });
+  const imageId = s.imageId;
+  s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, imageId, { versions: merge.served.length, paths: s.layers.length }));
   return s.imageId;
 }
 
@@ -380,6 +395,11 @@ export interface BuildSummary {
   lite?: LiteSizes;
   /** what this build changes against the last published image (none: nothing published yet) */
   vsPublished?: { ref: string; source: 'local' | 'registry'; image: string; added: number; removed: number; changed: number; sizeDelta: number; diff: PackageDiff };
+  /** package layers sent to the engine, and reused from it unchanged */
+  layersSent?: number;
+  layersReused?: number;
+  /** seconds per step */
+  timings: Record<string, number>;
   seconds: number;
 }
 
@@ -406,6 +426,9 @@ export function summarise(s: BuildState, seconds: number, imageSize?: number): B
     vsPublished: pub && diff ? {
       ref: pub.ref, source: pub.source, image: pub.image, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, sizeDelta: (imageSize ?? pub.size) - pub.size, diff,
     } : undefined,
+    layersSent: s.sentLayers,
+    layersReused: s.reusedLayers,
+    timings: s.timings,
     seconds,
   };
 }

@@ -41,17 +41,24 @@ Run "<command> --help" for the options of a command.
   build: `Usage: build <distribution | path/to/file.yml> [options]
        build --all [options]
 
-Builds a distribution image: reads its layers (folders or git refs), validates
-every package, merges them first-wins (printing what is shadowed), builds the
-registry base image if missing, builds the distribution image, and only then
-tags it <repo>:<distribution>, <repo>:<commit> and <repo>:<X.Y.Z> for each
-stack-version git tag on that commit.
+Builds a distribution image: reads its layers (folders in place, or git refs),
+validates every package, merges them first-wins (printing what is shadowed),
+builds the registry base image if missing, puts one image layer per package
+layer on it (a layer the engine already holds from an earlier build of the
+same content is not sent again), adds Dockerfile.distribution, starts the
+image once with no network to check it serves every package from its baked
+indexes, and only then tags it <repo>:<distribution>, <repo>:<commit> and
+<repo>:<X.Y.Z> for each stack-version git tag on that commit.
 
 Options:
   --all                  build every distribution in ${DISTRIBUTIONS_DIR}
   --push                 push every tag (credentials from ~/.docker/config.json)
   --save <file.tar>      docker save the tagged image(s) into one tar
-  --no-cache             rebuild the base and distribution images from scratch
+  --no-cache             rebuild from scratch: load and validate every package
+                         again, send every layer, rebuild the base image
+  --cache-dir <dir>      the builder's cache: packages validated and hashed
+                         (by file stamps), git trees, base image configs
+                         (default $EPR_BUILDER_CACHE, else ~/.cache/epr-builder)
   --repository <repo>    image repository instead of the definition's image.repository
   --allow-overwrite      let a published version get other content (policy: flag)
   --allow-removal        let a published version go (policy: flag); needs --reason
@@ -90,7 +97,7 @@ Exit codes: 0 ok, 1 failed, 2 usage error.
 };
 
 interface BuildArgs {
-  names: string[]; all: boolean; push: boolean; save?: string; noCache: boolean; json: boolean; repository?: string; help: boolean;
+  names: string[]; all: boolean; push: boolean; save?: string; noCache: boolean; cacheDir?: string; json: boolean; repository?: string; help: boolean;
   allowOverwrite: boolean; allowRemoval: boolean; reason?: string; publishedFrom: PublishedFrom;
 }
 
@@ -107,6 +114,7 @@ function parseBuildArgs(argv: string[]): BuildArgs {
     else if (arg === '--all') a.all = true;
     else if (arg === '--push') a.push = true;
     else if (arg === '--no-cache') a.noCache = true;
+    else if (arg === '--cache-dir' || arg.startsWith('--cache-dir=')) a.cacheDir = path.resolve(value('--cache-dir'));
     else if (arg === '--json') a.json = true;
     else if (arg === '--save' || arg.startsWith('--save=')) a.save = value('--save');
     else if (arg === '--repository' || arg.startsWith('--repository=')) a.repository = value('--repository');
@@ -197,6 +205,7 @@ async function build(argv: string[]): Promise<number> {
       ? `  vs published: +${v.added} added, -${v.removed} removed, ~${v.changed} changed, size ${formatSizeDelta(v.sizeDelta)} (${v.ref}, ${v.source})`
       : '  vs published: nothing published yet');
     if (s.lite) out(describeLite(s.lite));
+    out(`  time: ${Object.entries(s.timings).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}`);
   }
   return 0;
 }
@@ -212,7 +221,7 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       title: `definition ${d.file}`,
       task: (_c, task) => {
         s = newBuildState(d, {
-          push: args.push, save: args.save, noCache: args.noCache, repository: args.repository, log: (l) => log.current(l),
+          push: args.push, save: args.save, noCache: args.noCache, cacheDir: args.cacheDir, repository: args.repository, log: (l) => log.current(l),
           policyFlags: { allowOverwrite: args.allowOverwrite, allowRemoval: args.allowRemoval, reason: args.reason },
           publishedFrom: args.publishedFrom,
         });
@@ -230,6 +239,7 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
     {
       title: 'validate packages and merge',
       task: async (_c, task) => {
+        if (show) log.current = (l) => { task.output = l; };
         const lines = await validateAndMerge(s);
         for (const l of lines) shadowLines.push(`${d.name}: shadowed: ${l}`);
         task.title = `validate and merge: ${s.merge!.served.length} packages served, ${lines.length} shadowed`;
@@ -254,7 +264,8 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       task: async (_c, task) => {
         if (show) log.current = (l) => { task.output = l; };
         const id = await buildDistributionImage(s, docker);
-        task.title = `build distribution image: ${id.slice(0, 19)}`;
+        task.title = `build distribution image: ${id.slice(0, 19)}; package layers: ${s.sentLayers} sent, ${s.reusedLayers} unchanged; `
+          + `its server started in ${((s.startCheck?.millis ?? 0) / 1000).toFixed(1)} s serving ${s.startCheck?.versions} package versions`;
       },
     },
     {

@@ -80,7 +80,8 @@ export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): 
     const top = git(src.directory, ['rev-parse', '--show-toplevel']);
     const commit = top.ok ? resolveCommit(top.out) : undefined;
     if (!top.ok || !commit) return { name: layer.name, dir, commit: 'unknown', repo: src.directory, origin: src.directory, kind: 'directory', dirty: true };
-    const status = git(src.directory, ['status', '--porcelain', '--untracked-files=all', '--', '.']);
+    // ignored files count too: they would be in the image without being in the commit
+    const status = git(src.directory, ['status', '--porcelain', '--untracked-files=all', '--ignored=matching', '--', '.']);
     return { name: layer.name, dir, commit, repo: top.out, origin: src.directory, kind: 'directory', dirty: !status.ok || status.out !== '' };
   }
 

@@ -130,7 +130,6 @@ export async function writeTar(entries: TarEntry[], write: (chunk: Buffer) => Pr
     pendingBytes += b.length;
     if (pendingBytes >= CHUNK) await flush();
   };
-  const buf = Buffer.allocUnsafe(CHUNK);
   for (const e of entries) {
     await out(entryHeader(e));
     if (e.type !== 'file') continue;
@@ -138,20 +137,22 @@ export async function writeTar(entries: TarEntry[], write: (chunk: Buffer) => Pr
       if (e.data.length !== e.size) throw new TarError(`${e.name}: ${e.data.length} bytes, ${e.size} listed`);
       await out(e.data);
     } else {
-      const fh = await fs.promises.open(e.from, 'r');
+      // blocking reads: for thousands of small files the promise machinery
+      // costs several times the read itself (the writes stay asynchronous)
+      const fd = fs.openSync(e.from, 'r');
       try {
         let done = 0;
         while (done < e.size) {
-          const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, e.size - done), done);
-          if (bytesRead === 0) break;
-          // a copy: `buf` is reused for the next read while `write` may still hold this chunk
-          await out(Buffer.from(buf.subarray(0, bytesRead)));
-          done += bytesRead;
+          const chunk = Buffer.allocUnsafe(Math.min(CHUNK, e.size - done));
+          const n = fs.readSync(fd, chunk, 0, chunk.length, done);
+          if (n === 0) break;
+          await out(n === chunk.length ? chunk : chunk.subarray(0, n));
+          done += n;
         }
-        const now = (await fh.stat()).size;
+        const now = fs.fstatSync(fd).size;
         if (done !== e.size || now !== e.size) throw new TarError(`${e.from} changed while it was being packed (${e.size} bytes listed, now ${now})`);
       } finally {
-        await fh.close();
+        fs.closeSync(fd);
       }
     }
     const pad = padded(e.size) - e.size;
@@ -165,8 +166,13 @@ export async function writeTar(entries: TarEntry[], write: (chunk: Buffer) => Pr
 export function withParents(entries: string[]): string[] {
   const all = new Set<string>();
   for (const e of entries) {
-    const parts = e.split('/').filter(Boolean);
-    for (let i = 1; i <= parts.length; i++) all.add(parts.slice(0, i).join('/'));
+    let p = e.replace(/^\/+|\/+$/g, '').replace(/\/{2,}/g, '/');
+    // up to the first parent already present: its own parents are too
+    while (p && !all.has(p)) {
+      all.add(p);
+      const i = p.lastIndexOf('/');
+      p = i < 0 ? '' : p.slice(0, i);
+    }
   }
   return [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }

@@ -65,6 +65,17 @@ describe('builder: layer sources', () => {
     expect(fs.existsSync(path.join(o.dir, 'q', '1.0.0', 'manifest.yml'))).to.equal(true);
   });
 
+  it('a folder whose files git ignores is not its commit: dirty', async () => {
+    const r = tmpDir('src-ignored-');
+    fs.writeFileSync(path.join(r, '.gitignore'), 'store/\n');
+    git(r, 'init', '-q', '-b', 'main');
+    git(r, 'add', '.');
+    git(r, 'commit', '-q', '-m', 'ignore store');
+    writeDirPackage(path.join(r, 'store'), { name: 'q', version: '1.0.0' });
+    const m = await materialiseLayer({ name: 'q', source: { kind: 'directory', directory: path.join(r, 'store') } }, { work: tmpDir('src-out-') });
+    expect(m).to.deep.include({ commit: git(r, 'rev-parse', 'HEAD'), dirty: true });
+  });
+
   it('a missing folder, ref or path is a SourceMissingError naming it', async () => {
     const out = () => ({ work: tmpDir('src-out-') });
     const cases: Array<[Parameters<typeof materialiseLayer>[0], RegExp]> = [
