@@ -163,6 +163,51 @@ describe('distribution images (Docker engine + registry)', function () {
     expect(layers[0].slice(0, n)).to.deep.equal(base!.RootFS.Layers);
   });
 
+  it('a rebuild after one package of the last layer changed sends only that layer, and serves the change', async () => {
+    const work = tmpDir('epr-it-reuse-');
+    const cacheDir = tmpDir('epr-it-cache-');
+    writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0' });
+    writeDirPackage(path.join(work, 'upper'), { name: 'upper_pkg', version: '1.0.0', readme: 'first\n' });
+    const file = path.join(work, 'itreuse.yml');
+    fs.writeFileSync(file, [
+      'name: itreuse', 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', 'layers:',
+      '  - name: lower', '    source:', `      directory: ${path.join(work, 'lower')}`,
+      '  - name: upper', '    source:', `      directory: ${path.join(work, 'upper')}`,
+    ].join('\n'));
+    type Summary = { image: string; tags: string[]; layersSent: number; layersReused: number; timings: Record<string, number> };
+    const build = async (...extra: string[]): Promise<Summary> => {
+      const r = await cli(['build', file, '--json', '--cache-dir', cacheDir, ...extra]);
+      expect(r.code, r.stderr).to.equal(0);
+      const summary = JSON.parse(r.stdout) as Summary;
+      for (const t of summary.tags) createdRefs.add(t);
+      return summary;
+    };
+    const layersOf = async (image: string) => (await inspectImage(docker, image))!.RootFS.Layers!;
+
+    const first = await build();
+    expect([first.layersSent, first.layersReused]).to.deep.equal([2, 0]);
+    fs.appendFileSync(path.join(work, 'upper', 'upper_pkg', '1.0.0', 'docs', 'README.md'), 'second\n');
+    const second = await build();
+    expect([second.layersSent, second.layersReused]).to.deep.equal([1, 1]);
+    const [a, b] = [await layersOf(first.image), await layersOf(second.image)];
+    const n = a.length;
+    expect(b).to.have.length(n);
+    // base layers and the lower package layer are the same; the upper package layer (and the config on top) are new
+    expect(b.slice(0, n - 2)).to.deep.equal(a.slice(0, n - 2));
+    expect(b[n - 2]).to.not.equal(a[n - 2]);
+    const c = await run(second.image);
+    expect(await (await fetch(`${c.url}/package/upper_pkg/1.0.0/docs/README.md`)).text()).to.equal('first\nsecond\n');
+    await stop(c);
+
+    const again = await build();
+    expect([again.layersSent, again.layersReused]).to.deep.equal([0, 2]);
+    expect((await layersOf(again.image)).slice(0, n - 1)).to.deep.equal(b.slice(0, n - 1));
+    // --no-cache reads and sends everything again (the base image is rebuilt too), and gets the same package layers
+    const fresh = await build('--no-cache');
+    expect([fresh.layersSent, fresh.layersReused]).to.deep.equal([2, 0]);
+    expect((await layersOf(fresh.image)).slice(n - 3, n - 1)).to.deep.equal(b.slice(n - 3, n - 1));
+  });
+
   describe('tags from a git layer', () => {
     let storage = '';
     let commit = '';
