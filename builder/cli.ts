@@ -357,7 +357,9 @@ function report(err: unknown): number {
   }
   if (err instanceof InvalidPackagesError) {
     process.stderr.write(`error: invalid package: ${err.problems[0]}${err.problems.length > 1 ? ` (and ${err.problems.length - 1} more problem(s))` : ''}; nothing was tagged\n`);
-    for (const p of err.problems.slice(1)) process.stderr.write(`  - ${p}\n`);
+    const shown = 100;
+    for (const p of err.problems.slice(1, shown)) process.stderr.write(`  - ${p}\n`);
+    if (err.problems.length > shown) process.stderr.write(`  ... and ${err.problems.length - shown} more\n`);
     return 1;
   }
   if (err instanceof DistributionError) {

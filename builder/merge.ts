@@ -25,7 +25,7 @@ import type { MaterialisedLayer } from './sources.js';
 
 export class InvalidPackagesError extends Error {
   constructor(readonly problems: string[]) {
-    super(`${problems.length} package problem(s): ${problems.join('; ')}`);
+    super(`${problems.length} package problem(s), the first: ${problems[0]}`);
   }
 }
 

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { byteCompare, DirectorySource, type PackageSource } from './source.js';
 
 /**
@@ -13,7 +14,7 @@ export async function contentHash(source: PackageSource): Promise<string> {
   // the promise machinery costs several times the read itself
   const sync = source instanceof DirectorySource ? source : undefined;
   for (const f of files) {
-    const bytes = sync ? sync.readFileSync(f.path) : await source.readFile(f.path);
+    const bytes = sync ? fs.readFileSync(sync.resolve(f.path)) : await source.readFile(f.path);
     h.update(`${f.path}\0${bytes.length}\0`);
     h.update(bytes);
     h.update('\0');
