@@ -6,7 +6,7 @@ import { mergeFirstWins } from '../server/packages/precedence.js';
 import { byteCompare } from '../server/packages/source.js';
 import { formatProblem } from '../server/packages/validate.js';
 import type { Package } from '../server/packages/package.js';
-import { LayerCache, loadLayerPackages, type LoadedPackage } from './package-cache.js';
+import { LayerCache, loadLayerPackages, modelDigest, type LoadedPackage } from './package-cache.js';
 import { FIXED_MTIME, withParents, type TarEntry } from './tar.js';
 import type { MaterialisedLayer } from './sources.js';
 
@@ -56,18 +56,15 @@ export interface ShadowReport {
 
 export interface LayerContribution {
   name: string;
-  /** the layer tar: packages/<name>/... with parents, sorted, the baked index included */
-  entries: TarEntry[];
+  /** the layer tar: packages/<name>/... with parents, sorted, the baked index included (listed when first asked for) */
+  readonly entries: TarEntry[];
   packages: PackageRef[];
-  /**
-   * sha256 naming the tar's exact bytes (entry names and sizes, each
-   * package's content, the baked index): same key, same image layer.
-   */
+  /** sha256 naming the tar's exact bytes: same key, same image layer */
   key: string;
 }
 
 /** Bumped whenever the layer tar layout changes, so that old layers are not reused. */
-const LAYER_FORMAT = 'epr-layer/2';
+const LAYER_FORMAT = 'epr-layer/3';
 
 export interface MergeResult {
   contributions: LayerContribution[];
@@ -156,32 +153,46 @@ export async function mergeLayers(distribution: string, layers: MaterialisedLaye
  * What one layer puts in the image: its kept packages under
  * packages/<layer>/, and its baked index. The index records each manifest
  * with the tar's fixed time, which is the time it has in the image.
+ *
+ * The key is known without building the tar: the tar is a function of the
+ * kept packages' files (their content hashes cover names, sizes and bytes;
+ * a zip's bytes hash covers the zip as stored) and of the baked index, which
+ * the package model derives from those same files. The entries are listed
+ * only when the layer has to be sent.
  */
 function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Package) => PackageRef): LayerContribution {
+  const key = crypto.createHash('sha256').update(`${LAYER_FORMAT}\0${modelDigest()}\0${l.name}\0`);
+  for (const { pkg: p, hash, bytes } of keep) key.update(`${path.relative(l.dir, p.source.location).split(path.sep).join('/')}\0${p.kind}\0${bytes ?? hash}\n`);
+  let entries: TarEntry[] | undefined;
+  return {
+    name: l.name,
+    packages: keep.map((lp) => ref(lp.pkg)),
+    key: key.digest('hex'),
+    get entries() { return (entries ??= layerEntries(l, keep)); },
+  };
+}
+
+function layerEntries(l: MaterialisedLayer, keep: LoadedPackage[]): TarEntry[] {
   const top = `packages/${l.name}`;
   const files = new Map<string, { from: string; size: number }>();
-  const key = crypto.createHash('sha256').update(`${LAYER_FORMAT}\0${l.name}\0`);
-  for (const { pkg: p, hash, bytes } of keep) {
-    const rel = path.relative(l.dir, p.source.location).split(path.sep).join('/');
+  const rel = (abs: string) => path.relative(l.dir, abs).split(path.sep).join('/');
+  for (const { pkg: p } of keep) {
     if (p.kind === 'zip') {
       for (const abs of [p.source.location, p.signatureFile].filter((x): x is string => x !== undefined)) {
-        files.set(`${top}/${path.relative(l.dir, abs).split(path.sep).join('/')}`, { from: abs, size: fs.statSync(abs).size });
+        files.set(`${top}/${rel(abs)}`, { from: abs, size: fs.statSync(abs).size });
       }
     } else {
-      for (const f of p.source.files()) files.set(`${top}/${rel}/${f.path}`, { from: path.join(p.source.location, ...f.path.split('/')), size: f.size });
+      const dir = rel(p.source.location);
+      for (const f of p.source.files()) files.set(`${top}/${dir}/${f.path}`, { from: path.join(p.source.location, ...f.path.split('/')), size: f.size });
     }
-    key.update(`${rel}\0${p.kind}\0${bytes ?? hash}\n`);
   }
   const index = Buffer.from(bakedIndexText(keep.map((lp) => bakedEntry(l.dir, lp.pkg, FIXED_MTIME))));
   const indexName = `${top}/${BAKED_INDEX_FILE}`;
-  const entries: TarEntry[] = withParents([top, ...files.keys(), indexName]).map((name): TarEntry => {
+  return withParents([top, ...files.keys(), indexName]).map((name): TarEntry => {
     if (name === indexName) return { name, type: 'file', size: index.length, data: index };
     const f = files.get(name);
     return f ? { name, type: 'file', size: f.size, from: f.from } : { name, type: 'directory' };
   });
-  for (const e of entries) key.update(`${e.name}\0${e.type}\0${e.type === 'file' ? e.size : 0}\n`);
-  key.update(index);
-  return { name: l.name, entries, packages: keep.map((lp) => ref(lp.pkg)), key: key.digest('hex') };
 }
 
 /** The identity of a served set: same packages with the same files -> same digest. */

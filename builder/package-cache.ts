@@ -123,9 +123,10 @@ export class LayerCache {
     this.fresh.set(location, entry);
   }
 
-  /** Writes the entries of this run; a cache that cannot be written only costs time next run. */
+  /** Writes the entries of this run (unless they are what was read); a cache that cannot be written only costs time next run. */
   save(): string | undefined {
     if (!this.file) return undefined;
+    if (this.misses === 0 && this.fresh.size === this.old.size) return undefined;
     const body: CacheFile = { format: FORMAT, model: modelDigest(), root: this.root, entries: Object.fromEntries([...this.fresh].sort(([a], [b]) => byteCompare(a, b))) };
     const tmp = `${this.file}.${process.pid}.tmp`;
     try {
