@@ -305,6 +305,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   const reason = s.opts.policyFlags?.reason?.trim();
   if (s.policy?.overrides.length) labels[`${LABEL_PREFIX}.policy-overrides`] = s.policy.overrides.join(',');
   if (reason) labels[`${LABEL_PREFIX}.policy-reason`] = reason;
+  labels['package-registry'] = s.baseTag;
   const dir = writeContext(s);
   // the temporary tag keeps the image alive until the real tags are on it
   s.tempTag = temp;
@@ -314,7 +315,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
       dockerfile: 'Dockerfile',
       tag: temp,
       nocache: s.opts.noCache,
-      buildargs: { PACKAGE_LAYERS: layersTag, PACKAGE_REGISTRY: s.baseTag! },
+      buildargs: { PACKAGE_LAYERS: layersTag },
       labels,
       onOutput: s.opts.log,
     }));

@@ -8,7 +8,8 @@ import { contentHash } from '../server/packages/hash.js';
 import { mapLimit } from '../server/packages/index.js';
 import { loadPackage, PackageLoadError, type Package } from '../server/packages/package.js';
 import { scanPackagePath } from '../server/packages/scan.js';
-import { byteCompare, DirectorySource, SourceError, walkFiles, ZipSource, type PackageFile } from '../server/packages/source.js';
+import { byteCompare, DirectorySource, SourceError, ZipSource, type PackageFile } from '../server/packages/source.js';
+import { walkFolders } from './walk-pool.js';
 
 /**
  * The builder's memory of packages it has loaded, validated and hashed, kept
@@ -155,11 +156,14 @@ export async function loadLayerPackages(root: string, cache: LayerCache): Promis
     ...found.zips.map((abs) => ({ abs, kind: 'zip' as const })),
     ...found.directories.map((abs) => ({ abs, kind: 'directory' as const })),
   ];
+  const walked = new Map<string, PackageFile[] | SourceError>();
+  (await walkFolders(found.directories)).forEach((w, i) => walked.set(found.directories[i], w));
   const results = await mapLimit(locations, LOAD_CONCURRENCY, async ({ abs, kind }): Promise<LoadedPackage | PackageLoadError> => {
     const rel = relative(root, abs);
     try {
       if (kind === 'directory') {
-        const files = walkFiles(abs);
+        const files = walked.get(abs)!;
+        if (files instanceof SourceError) throw files;
         const stamp = folderStamp(files);
         const hit = cache.get(rel, stamp);
         if (hit) {
