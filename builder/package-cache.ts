@@ -3,13 +3,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bakedEntry, packageFromBaked, type BakedPackage } from '../server/packages/baked.js';
-import { contentHash } from '../server/packages/hash.js';
-import { mapLimit } from '../server/packages/index.js';
-import { loadPackage, PackageLoadError, type Package } from '../server/packages/package.js';
+import { packageFromBaked } from '../server/packages/baked.js';
+import { PackageLoadError, type Package } from '../server/packages/package.js';
 import { scanPackagePath } from '../server/packages/scan.js';
-import { byteCompare, DirectorySource, SourceError, ZipSource, type PackageFile } from '../server/packages/source.js';
-import { walkFolders } from './walk-pool.js';
+import { byteCompare } from '../server/packages/source.js';
+import type { CacheEntry, LoadInput, LoadResult, WireFile } from './package-tasks.js';
+import { shareOut } from './thread-pool.js';
 
 /**
  * The builder's memory of packages it has loaded, validated and hashed, kept
@@ -22,20 +21,12 @@ import { walkFolders } from './walk-pool.js';
  */
 
 const FORMAT = 'epr-builder-package-cache/1';
-const LOAD_CONCURRENCY = 16;
 
 export interface LoadedPackage {
   pkg: Package;
   /** content hash: files and their bytes (contentHash) */
   hash: string;
   /** zip packages: sha256 of the zip and its signature as stored, which the image layer holds byte for byte */
-  bytes?: string;
-}
-
-interface CacheEntry {
-  stamp: string;
-  baked: BakedPackage;
-  hash: string;
   bytes?: string;
 }
 
@@ -67,9 +58,9 @@ export function modelDigest(): string {
 }
 
 /** The stamps of a package folder's files: any change to a name, size or time changes it. */
-function folderStamp(files: PackageFile[]): string {
+function folderStamp(files: WireFile[]): string {
   const h = crypto.createHash('sha256');
-  for (const f of files) h.update(`${f.path}\0${f.size}\0${f.mtime?.getTime() ?? 0}\n`);
+  for (const [p, size, ms] of files) h.update(`${p}\0${size}\0${ms}\n`);
   return h.digest('hex');
 }
 
@@ -80,16 +71,6 @@ async function fileStamp(file: string): Promise<string> {
   } catch {
     return 'none';
   }
-}
-
-async function bytesHash(files: string[]): Promise<string> {
-  const h = crypto.createHash('sha256');
-  for (const f of files) {
-    h.update(`${path.basename(f)}\0`);
-    if (fs.existsSync(f)) await new Promise<void>((resolve, reject) => fs.createReadStream(f).on('data', (c) => h.update(c)).on('end', resolve).on('error', reject));
-    h.update('\0');
-  }
-  return `sha256:${h.digest('hex')}`;
 }
 
 /** One layer folder's cache: read at open, written back (only what the layer still holds) by save(). */
@@ -148,58 +129,38 @@ function relative(root: string, abs: string): string {
 
 /**
  * Loads and validates every package of one layer folder, in the server's scan
- * order (zips, then folders), taking unchanged packages from the cache.
+ * order (zips, then folders), taking unchanged packages from the cache. The
+ * walks and the loading of changed packages are shared out between cores.
  */
 export async function loadLayerPackages(root: string, cache: LayerCache): Promise<{ packages: LoadedPackage[]; failures: PackageLoadError[] }> {
   const found = scanPackagePath(root);
-  const locations: Array<{ abs: string; kind: 'zip' | 'directory' }> = [
-    ...found.zips.map((abs) => ({ abs, kind: 'zip' as const })),
-    ...found.directories.map((abs) => ({ abs, kind: 'directory' as const })),
-  ];
-  const walked = new Map<string, PackageFile[] | SourceError>();
-  (await walkFolders(found.directories)).forEach((w, i) => walked.set(found.directories[i], w));
-  const results = await mapLimit(locations, LOAD_CONCURRENCY, async ({ abs, kind }): Promise<LoadedPackage | PackageLoadError> => {
-    const rel = relative(root, abs);
-    try {
-      if (kind === 'directory') {
-        const files = walked.get(abs)!;
-        if (files instanceof SourceError) throw files;
-        const stamp = folderStamp(files);
-        const hit = cache.get(rel, stamp);
-        if (hit) {
-          cache.hits++;
-          cache.put(rel, hit);
-          return { pkg: await packageFromBaked(root, hit.baked), hash: hit.hash };
-        }
-        cache.misses++;
-        const pkg = await loadPackage(new DirectorySource(abs, files), { validate: true });
-        const entry: CacheEntry = { stamp, baked: bakedEntry(root, pkg), hash: await contentHash(pkg.source) };
-        cache.put(rel, entry);
-        return { pkg, hash: entry.hash };
-      }
-      const stamp = `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}`;
-      const hit = cache.get(rel, stamp);
-      if (hit) {
-        cache.hits++;
-        cache.put(rel, hit);
-        return { pkg: await packageFromBaked(root, hit.baked), hash: hit.hash, bytes: hit.bytes };
-      }
-      cache.misses++;
-      const pkg = await loadPackage(await ZipSource.open(abs), { validate: true });
-      const entry: CacheEntry = { stamp, baked: bakedEntry(root, pkg), hash: await contentHash(pkg.source), bytes: await bytesHash([abs, `${abs}.sig`]) };
-      cache.put(rel, entry);
-      return { pkg, hash: entry.hash, bytes: entry.bytes };
-    } catch (err) {
-      if (err instanceof PackageLoadError) return err;
-      if (err instanceof SourceError) return new PackageLoadError(abs, [{ file: err.file ?? abs, message: err.message }]);
-      return new PackageLoadError(abs, [{ file: abs, message: (err as Error).message }]);
-    }
+  const walked = await shareOut('walk', found.directories);
+  const items: Array<{ abs: string; rel: string; stamp: string; kind: 'zip' | 'directory'; files?: WireFile[]; error?: PackageLoadError }> = [];
+  for (const abs of found.zips) items.push({ abs, rel: relative(root, abs), kind: 'zip', stamp: `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}` });
+  found.directories.forEach((abs, i) => {
+    const w = walked[i];
+    if ('error' in w) items.push({ abs, rel: relative(root, abs), kind: 'directory', stamp: '', error: new PackageLoadError(abs, [{ file: w.file ?? abs, message: w.error }]) });
+    else items.push({ abs, rel: relative(root, abs), kind: 'directory', stamp: folderStamp(w.files), files: w.files });
   });
+
+  const misses = items.filter((it) => !it.error && !cache.get(it.rel, it.stamp));
+  const loaded = await shareOut('load', misses.map((it): LoadInput => ({ root, abs: it.abs, kind: it.kind, stamp: it.stamp, files: it.files })));
+  const fresh = new Map<string, LoadResult>(misses.map((it, i) => [it.rel, loaded[i]]));
+
   const packages: LoadedPackage[] = [];
   const failures: PackageLoadError[] = [];
-  for (const r of results) {
-    if (r instanceof PackageLoadError) failures.push(r);
-    else packages.push(r);
+  for (const it of items) {
+    if (it.error) { failures.push(it.error); continue; }
+    const r = fresh.get(it.rel);
+    if (r && 'problems' in r) { failures.push(new PackageLoadError(r.location, r.problems)); continue; }
+    const entry = r ? r.entry : cache.get(it.rel, it.stamp)!;
+    if (r) cache.misses++; else cache.hits++;
+    cache.put(it.rel, entry);
+    try {
+      packages.push({ pkg: await packageFromBaked(root, entry.baked), hash: entry.hash, bytes: entry.bytes });
+    } catch (err) {
+      failures.push(new PackageLoadError(it.abs, [{ file: it.abs, message: (err as Error).message }]));
+    }
   }
   return { packages, failures };
 }

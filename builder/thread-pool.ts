@@ -1,0 +1,48 @@
+import os from 'node:os';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { loadTask, walkTask, type LoadInput, type LoadResult, type WalkResult } from './package-tasks.js';
+
+/**
+ * Shares a list of independent jobs between this thread and worker threads,
+ * one per other core. Walking package folders is all readdir and stat calls,
+ * loading them all parsing, validation and hashing: a production layer spends
+ * many seconds in each, on one core unless shared out. Results come back in
+ * the input order.
+ */
+
+const TASKS = {
+  walk: async (items: string[]): Promise<WalkResult[]> => items.map(walkTask),
+  load: async (items: LoadInput[]): Promise<LoadResult[]> => {
+    const out: LoadResult[] = [];
+    for (const i of items) out.push(await loadTask(i));
+    return out;
+  },
+};
+type TaskName = keyof typeof TASKS;
+type In<T extends TaskName> = Parameters<(typeof TASKS)[T]>[0][number];
+type Out<T extends TaskName> = Awaited<ReturnType<(typeof TASKS)[T]>>[number];
+
+/** Below this many jobs per thread a worker costs more than it saves. */
+const MIN_PER_THREAD = 32;
+
+export async function shareOut<T extends TaskName>(task: T, items: Array<In<T>>): Promise<Array<Out<T>>> {
+  const run = TASKS[task] as unknown as (x: Array<In<T>>) => Promise<Array<Out<T>>>;
+  const workers = Math.max(0, Math.min(os.availableParallelism() - 1, Math.floor(items.length / MIN_PER_THREAD) - 1));
+  if (workers === 0) return run(items);
+  // the main thread takes the first share; interleaved shares would balance better but cost order bookkeeping
+  const share = Math.ceil(items.length / (workers + 1));
+  const parts = Array.from({ length: workers + 1 }, (_, i) => items.slice(i * share, (i + 1) * share));
+  const remote = parts.slice(1).map((part) => new Promise<Array<Out<T>>>((resolve, reject) => {
+    const w = new Worker(new URL(import.meta.url), { workerData: { task, items: part } });
+    w.once('message', (m: Array<Out<T>>) => { resolve(m); void w.terminate(); });
+    w.once('error', reject);
+    w.once('exit', (code) => { if (code !== 0) reject(new Error(`${task} worker exited with code ${code}`)); });
+  }));
+  const local = await run(parts[0]);
+  return [local, ...await Promise.all(remote)].flat();
+}
+
+if (!isMainThread && parentPort && workerData?.task in TASKS) {
+  const { task, items } = workerData as { task: TaskName; items: never[] };
+  void TASKS[task](items).then((r) => parentPort!.postMessage(r));
+}
