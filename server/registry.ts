@@ -1,9 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import fs from 'node:fs';
-import os from 'node:os';
 import type { RegistryMetrics } from './metrics.js';
-import path from 'node:path';
 import { ZipCache } from './packages/archive.js';
 import net, { type AddressInfo } from 'node:net';
 import { loadPackageIndex, type IndexLoadResult, type PackageIndex } from './packages/index.js';
@@ -14,7 +11,7 @@ import { createApp } from './app.js';
 import { SERVICE_VERSION, type RegistryContext } from './context.js';
 import type { Logger } from './logger.js';
 import type { Upstream } from './proxy.js';
-import { ResponseCache, writeAnswer } from './http/response-cache.js';
+import { ResponseCache, writeAnswer, writeFileAnswer } from './http/response-cache.js';
 
 export interface RegistryOptions {
   config: RegistryConfig;
@@ -53,7 +50,7 @@ export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistr
     serviceVersion: SERVICE_VERSION,
     upstream: opts.upstream,
     answers: opts.upstream ? undefined : new ResponseCache(),
-    zips: new ZipCache(fs.mkdtempSync(path.join(os.tmpdir(), 'epr-zips-'))),
+    zips: new ZipCache(),
   };
   return { index, failures, ctx, notes };
 }
@@ -111,9 +108,12 @@ export async function listen(ctx: RegistryContext, address: string, logger: Logg
     drain.track(req, res);
     opts.metrics?.observe(req, res);
     log(req, res);
-    const ready = ctx.answers && (req.method === 'GET' || req.method === 'HEAD') ? ctx.answers.get(req.url ?? '') : undefined;
-    if (ready) writeAnswer(req, res, ready);
-    else app(req, res);
+    const url = req.url ?? '';
+    const ready = ctx.answers && (req.method === 'GET' || req.method === 'HEAD') ? ctx.answers.get(url) : undefined;
+    if (ready) { writeAnswer(req, res, ready); return; }
+    const file = ctx.answers && req.method === 'GET' ? ctx.answers.getFile(url) : undefined;
+    if (file) { writeFileAnswer(res, file, () => { ctx.answers!.deleteFile(url); app(req, res); }); return; }
+    app(req, res);
   };
   const server: http.Server = opts.tls
     ? https.createServer({ maxHeaderSize: 16 * 1024, cert: opts.tls.cert, key: opts.tls.key, minVersion: opts.tls.minVersion }, handler)

@@ -4,6 +4,7 @@ import type http from 'node:http';
 import { HttpError } from './errors.js';
 import { sendError } from './respond.js';
 import { parseRange } from './serve-file.js';
+import { openFile, sendFileBody } from './send-file.js';
 
 /**
  * Ready-made answers for the JSON routes. The package index never changes
@@ -25,6 +26,37 @@ export interface CachedAnswer {
   compressible: boolean;
   gzip?: Buffer;
   br?: Buffer;
+}
+
+/**
+ * A ready answer whose body is a file made once (a directory package's zip):
+ * its head is kept as the route wrote it, its bytes are read from the file
+ * for every request. GET only: HEAD and anything conditional go to the route.
+ */
+export interface FileAnswer {
+  file: string;
+  size: number;
+  /** header names in the route's order and casing */
+  headers: Array<[string, string | number | string[]]>;
+}
+
+/** The headers set on a response so far, in order and with their casing, to write them again later. */
+export function headersOf(res: http.ServerResponse): FileAnswer['headers'] {
+  // getRawHeaderNames (Node >= 15.13) is missing from @types/node 20
+  const names = (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames();
+  return names.map((name) => [name, res.getHeader(name)!] as [string, string | number | string[]]);
+}
+
+/**
+ * Writes a file answer; `fallback` answers instead when the file is gone
+ * (evicted from its cache since), before anything has been written.
+ */
+export function writeFileAnswer(res: http.ServerResponse, a: FileAnswer, fallback: () => void): void {
+  openFile(a.file).then((fd) => {
+    for (const [name, value] of a.headers) res.setHeader(name, value);
+    res.writeHead(200);
+    sendFileBody(res, fd, 0, a.size - 1).catch(() => undefined); // a read error destroys the response itself
+  }, fallback);
 }
 
 /** Smaller bodies are not worth compressing. */
@@ -124,6 +156,7 @@ export function writeAnswer(req: http.IncomingMessage, res: http.ServerResponse,
 /** A bounded map from request URL to answer; the oldest entries go first when it is full. */
 export class ResponseCache {
   private readonly map = new Map<string, CachedAnswer>();
+  private readonly files = new Map<string, FileAnswer>();
   private bytes = 0;
 
   constructor(private readonly maxEntries = 5000, private readonly maxBytes = 64 * 1024 * 1024) {}
@@ -141,6 +174,20 @@ export class ResponseCache {
       this.map.delete(oldest);
       this.bytes -= entry.body.length;
     }
+  }
+
+  getFile(url: string): FileAnswer | undefined {
+    return this.files.get(url);
+  }
+
+  setFile(url: string, a: FileAnswer): void {
+    this.files.delete(url);
+    this.files.set(url, a);
+    if (this.files.size > this.maxEntries) this.files.delete(this.files.keys().next().value as string);
+  }
+
+  deleteFile(url: string): void {
+    this.files.delete(url);
   }
 
   get size(): number { return this.map.size; }

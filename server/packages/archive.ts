@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
@@ -45,30 +46,38 @@ export function zipPackage(source: PackageSource, topFolder: string): Readable {
   return zip.outputStream as unknown as Readable;
 }
 
+/** A zip made once and kept on disk. */
+export interface MadeZip {
+  file: string;
+  size: number;
+}
+
 /**
  * Zips of directory packages, made once and kept on disk (in a folder of
- * this process, removed at exit): Fleet and Agents download the same few
- * versions again and again. Bounded by size; the oldest go first. When the
- * folder cannot be written (a read-only file system), answers stream instead.
+ * this process below `parent`, the OS temporary folder by default, removed
+ * at exit), then sent from there: Fleet and Agents download the same few
+ * versions again and again. Bounded by size; the least recently used go
+ * first. When no folder can be written there (a read-only file system),
+ * every answer is zipped on the fly instead.
  */
 export class ZipCache {
-  private readonly ready = new Map<string, { file: string; size: number }>();
-  private readonly pending = new Map<string, Promise<string | undefined>>();
+  private readonly ready = new Map<string, MadeZip>();
+  private readonly pending = new Map<string, Promise<MadeZip | undefined>>();
   private bytes = 0;
-  private usable = true;
+  private folder?: Promise<string | undefined>;
+  private made?: string;
 
-  constructor(readonly dir: string, private readonly maxBytes = 512 * 1024 * 1024) {}
+  constructor(private readonly parent = os.tmpdir(), private readonly maxBytes = 512 * 1024 * 1024) {}
 
-  /** The path of the complete zip of `source`, or undefined when it cannot be cached. */
-  file(source: PackageSource, topFolder: string): Promise<string | undefined> {
+  /** The complete zip of `source`, made now if need be; undefined when it cannot be kept. */
+  get(source: PackageSource, topFolder: string): Promise<MadeZip | undefined> {
     const done = this.ready.get(topFolder);
     if (done) {
       // refresh its place: recently used zips stay
       this.ready.delete(topFolder);
       this.ready.set(topFolder, done);
-      return Promise.resolve(done.file);
+      return Promise.resolve(done);
     }
-    if (!this.usable) return Promise.resolve(undefined);
     let p = this.pending.get(topFolder);
     if (!p) {
       p = this.make(source, topFolder).finally(() => this.pending.delete(topFolder));
@@ -77,39 +86,52 @@ export class ZipCache {
     return p;
   }
 
-  private async make(source: PackageSource, topFolder: string): Promise<string | undefined> {
-    const file = path.join(this.dir, `${topFolder}.zip`);
-    const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-    try {
-      await fs.promises.mkdir(this.dir, { recursive: true });
-      await fs.promises.access(this.dir, fs.constants.W_OK);
-    } catch {
-      // a read-only file system: stream every zip instead
-      this.usable = false;
-      return undefined;
-    }
+  /** Forgets a kept zip whose file is gone: the next download makes it again. */
+  forget(topFolder: string): void {
+    const entry = this.ready.get(topFolder);
+    if (!entry) return;
+    this.ready.delete(topFolder);
+    this.bytes -= entry.size;
+  }
+
+  /** This process's own folder, created on first use; undefined when none can be. */
+  private dir(): Promise<string | undefined> {
+    this.folder ??= fs.promises.mkdtemp(path.join(this.parent, 'epr-zips-')).then(
+      (dir) => (this.made = dir),
+      () => undefined,
+    );
+    return this.folder;
+  }
+
+  private async make(source: PackageSource, topFolder: string): Promise<MadeZip | undefined> {
+    const dir = await this.dir();
+    if (!dir) return undefined;
+    const file = path.join(dir, `${topFolder}.zip`);
+    const tmp = `${file}.${Date.now()}.tmp`;
     try {
       await pipeline(zipPackage(source, topFolder), fs.createWriteStream(tmp));
       await fs.promises.rename(tmp, file);
     } catch {
+      // a full disk, a file that vanished: this answer is zipped on the fly
       await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
       return undefined;
     }
-    const size = (await fs.promises.stat(file)).size;
-    this.ready.set(topFolder, { file, size });
-    this.bytes += size;
+    const made: MadeZip = { file, size: (await fs.promises.stat(file)).size };
+    this.ready.set(topFolder, made);
+    this.bytes += made.size;
     for (const [key, entry] of this.ready) {
       if (this.bytes <= this.maxBytes || key === topFolder) break;
       this.ready.delete(key);
       this.bytes -= entry.size;
+      // a download still reading it keeps its open file
       await fs.promises.rm(entry.file, { force: true }).catch(() => undefined);
     }
-    return file;
+    return made;
   }
 
   /** Removes the folder (at shutdown). */
   clear(): void {
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    if (this.made) fs.rmSync(this.made, { recursive: true, force: true });
   }
 }
 

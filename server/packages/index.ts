@@ -4,7 +4,7 @@ import { DirectorySource, SourceError, ZipSource, type PackageSource } from './s
 import { loadPackage, Package, PackageLoadError, type LoadOptions } from './package.js';
 import { mergeFirstWins, type Shadowed } from './precedence.js';
 import { compareVersions } from './versions.js';
-import { scanPackagePath } from './scan.js';
+import { listScanFolders, scanPackagePath } from './scan.js';
 import { readBakedIndex } from './baked.js';
 import type { Problem } from './validate.js';
 import { byteCompare } from './source.js';
@@ -95,7 +95,7 @@ export async function loadPackagePath(root: string, opts: LoadOptions): Promise<
     failures.push(new PackageLoadError(root, [{ file: root, message: 'package path does not exist or is not a directory' }]));
     return { packages, failures };
   }
-  const found = scanPackagePath(root);
+  const found = scanPackagePath(root, await listScanFolders(root));
   const opens: Array<() => Promise<PackageSource>> = [
     ...found.zips.map((z) => () => ZipSource.open(z)),
     ...found.directories.map((d) => () => DirectorySource.open(d)),

@@ -43,9 +43,9 @@ export function assetOrder(files: string[]): string[] {
   return files.map((p, i) => ({ p, i, d: depth(p) })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.p);
 }
 
-async function parseManifest(source: PackageSource, rel: string, display: string, problems: Problem[]): Promise<ConfigMap | undefined> {
+async function parseManifest(bytes: Promise<Buffer>, display: string, problems: Problem[]): Promise<ConfigMap | undefined> {
   try {
-    return parseConfigYaml((await source.readFile(rel)).toString('utf8'));
+    return parseConfigYaml((await bytes).toString('utf8'));
   } catch (err) {
     const line = err instanceof YamlError && err.line ? ` (line ${err.line})` : '';
     problems.push({ file: display, message: `${(err as Error).message}${line}` });
@@ -57,7 +57,17 @@ export async function loadPackage(source: PackageSource, opts: LoadOptions): Pro
   const problems: Problem[] = [];
   const display = (rel: string) => path.join(source.location, rel);
   if (!source.file('manifest.yml')) throw new PackageLoadError(source.location, [{ file: display('manifest.yml'), message: 'file is missing' }]);
-  const manifest = await parseManifest(source, 'manifest.yml', display('manifest.yml'), problems);
+  const files = source.files().map((f) => f.path);
+  const dsDirs = [...new Set(files.filter((f) => /^data_stream\/[^/]+\/manifest\.yml$/.test(f)).map((f) => f.split('/')[1]))].sort(byteCompare);
+  // every manifest is asked for at once: on a cold page cache the reads then wait on the disk together
+  const read = (rel: string) => {
+    const bytes = source.readFile(rel);
+    bytes.catch(() => undefined); // handled where it is awaited; not an unhandled rejection meanwhile
+    return bytes;
+  };
+  const manifestBytes = read('manifest.yml');
+  const dsBytes = dsDirs.map((dir) => read(`data_stream/${dir}/manifest.yml`));
+  const manifest = await parseManifest(manifestBytes, display('manifest.yml'), problems);
   if (!manifest) throw new PackageLoadError(source.location, problems);
   const fatal: Problem[] = checkPackageManifest(display('manifest.yml'), manifest);
 
@@ -79,17 +89,15 @@ export async function loadPackage(source: PackageSource, opts: LoadOptions): Pro
   }
   if (!source.file('docs/README.md')) problems.push({ file: display('docs/README.md'), message: 'file is missing (every package needs a README)' });
 
-  const files = source.files().map((f) => f.path);
   for (const f of files) {
     // a name that archives would turn into a path outside the package (`..\x` becomes `../x`)
     const unsafe = unsafeEntryName(f);
     if (unsafe) problems.push({ file: display(f), message: `file name cannot be served or archived safely: ${unsafe}` });
   }
-  const dsDirs = [...new Set(files.filter((f) => /^data_stream\/[^/]+\/manifest\.yml$/.test(f)).map((f) => f.split('/')[1]))].sort(byteCompare);
   const dataStreams: DataStreamManifest[] = [];
-  for (const dir of dsDirs) {
+  for (const [i, dir] of dsDirs.entries()) {
     const rel = `data_stream/${dir}/manifest.yml`;
-    const m = await parseManifest(source, rel, display(rel), problems);
+    const m = await parseManifest(dsBytes[i], display(rel), problems);
     if (!m) continue;
     problems.push(...checkDataStreamManifest(display(rel), m));
     const pipelineDir = `data_stream/${dir}/elasticsearch/ingest_pipeline/`;

@@ -1,4 +1,5 @@
 import YAML, { LineCounter } from 'yaml';
+import { parsePlainYaml } from './plain-yaml.js';
 
 /** A YAML document parsed into plain data, as EPR's Go config library reads manifests. */
 export type ConfigValue = string | number | boolean | null | ConfigValue[] | ConfigMap;
@@ -16,6 +17,9 @@ export class YamlError extends Error {
  * EPR reads manifests this way, so packages rely on it.
  */
 export function parseConfigYaml(text: string): ConfigMap {
+  // most manifests are plain block YAML, read far faster by the plain reader (same result)
+  const plain = parsePlainYaml(text);
+  if (plain) return expandDottedKeys(plain) as ConfigMap;
   const lc = new LineCounter();
   const doc = YAML.parseDocument(text, { uniqueKeys: false, prettyErrors: false, lineCounter: lc });
   if (doc.errors.length > 0) {

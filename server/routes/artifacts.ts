@@ -7,6 +7,8 @@ import { allowCors, cacheHeader } from '../http/respond.js';
 import { NAME_RE, versionFromUrl } from '../http/paths.js';
 import { fileEtag, serveFile } from '../http/serve-file.js';
 import { zipPackage } from '../packages/archive.js';
+import { openFile, sendFileBody } from '../http/send-file.js';
+import { headersOf } from '../http/response-cache.js';
 
 const ARTIFACT_RE = /^\/epr\/[^/]+\/([a-z0-9_]+)-([^/]+)\.zip(\.sig)?$/;
 
@@ -53,12 +55,17 @@ export function artifactRoute(ctx: RegistryContext) {
     res.setHeader('Content-Type', 'application/zip');
     cacheHeader(res, ctx.cacheTime.catchAll);
     if (req.method === 'HEAD') { res.end(); return; }
-    const made = ctx.zips ? await ctx.zips.file(pkg.source, pkg.key) : undefined;
-    if (made) {
-      res.setHeader('Content-Length', (await fs.promises.stat(made)).size);
-      await pipeline(fs.createReadStream(made), res);
-    } else {
-      await pipeline(zipPackage(pkg.source, pkg.key), res);
+    const made = ctx.zips ? await ctx.zips.get(pkg.source, pkg.key) : undefined;
+    const fd = made ? await openFile(made.file).catch(() => undefined) : undefined;
+    // removed from disk since (by an eviction, or a tmp cleaner): zipped on the fly now, made again next time
+    if (made && fd === undefined) ctx.zips!.forget(pkg.key);
+    if (made && fd !== undefined) {
+      res.setHeader('Content-Length', made.size);
+      // the next download of this URL is written straight from the file, before the router
+      ctx.answers?.setFile(req.originalUrl, { file: made.file, size: made.size, headers: headersOf(res) });
+      await sendFileBody(res, fd, 0, made.size - 1);
+      return;
     }
+    await pipeline(zipPackage(pkg.source, pkg.key), res);
   };
 }
