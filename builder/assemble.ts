@@ -21,9 +21,11 @@ import { fileHeader, tarSize, writeTar, type TarEntry } from './tar.js';
  *   reads a layer's file only when its chain is not in the layer store.
  *
  * The image config is the base image's own config (read once with `docker
- * save` and kept in the cache) with the package layers and their keys added,
- * so the image runs exactly as one built FROM the base. Dockerfile.distribution
- * then adds the distribution's configuration on top of it.
+ * save` and kept in the cache) with the package layers added, then what
+ * Dockerfile.distribution adds (builder/dockerfile.ts): one top layer with its
+ * COPY, its ENV and LABEL, so the image runs exactly as one built FROM the
+ * base. Its creation time is the commit's, so the same input gives the same
+ * image ID.
  */
 
 export const LAYER_KEYS_LABEL = 'org.elastic.package-registry.layer-keys';
@@ -123,9 +125,13 @@ export async function findReusableLayers(docker: Docker, base: BaseImage, keys: 
 export interface AssembleInput {
   base: BaseImage;
   /** package layers already in the engine (diff IDs), bottom first */
-  reused: Array<{ name: string; diffId: string }>;
+  reused: Array<{ name: string; diffId: string; description: string }>;
   /** package layers to send, in order above the reused ones */
   layers: Array<{ name: string; entries: TarEntry[]; description: string }>;
+  /** the top layer (Dockerfile.distribution's COPY), environment and history of its instructions */
+  top: TarEntry[];
+  env: Array<[string, string]>;
+  topHistory: Array<{ createdBy: string; emptyLayer: boolean }>;
   labels: Record<string, string>;
   /** image creation time: the distribution's commit time, so that the same input gives the same image ID */
   created: string;
@@ -147,12 +153,14 @@ function writer(stream: PassThrough): (chunk: Buffer) => Promise<void> {
 }
 
 /** Builds the image config; returns its exact bytes (the image ID is their sha256). */
-export function imageConfig(input: AssembleInput, newDiffIds: string[]): Buffer {
+export function imageConfig(input: AssembleInput, newDiffIds: string[], topDiffId: string): Buffer {
   const base = input.base.config;
+  const names = new Set(input.env.map(([k]) => k));
   const history = [
     ...(base.history ?? []),
-    ...input.reused.map((l) => ({ created: input.created, created_by: `package layer ${l.name}` })),
+    ...input.reused.map((l) => ({ created: input.created, created_by: `package layer ${l.name}: ${l.description}` })),
     ...input.layers.map((l) => ({ created: input.created, created_by: `package layer ${l.name}: ${l.description}` })),
+    ...input.topHistory.map((h) => ({ created: input.created, created_by: `Dockerfile.distribution: ${h.createdBy}`, ...(h.emptyLayer ? { empty_layer: true } : {}) })),
   ];
   const cfg: ImageConfig = {
     architecture: base.architecture,
@@ -161,9 +169,10 @@ export function imageConfig(input: AssembleInput, newDiffIds: string[]): Buffer 
     created: input.created,
     config: {
       ...base.config,
+      Env: [...(base.config.Env ?? []).filter((e) => !names.has(e.split('=')[0])), ...input.env.map(([k, v]) => `${k}=${v}`)],
       Labels: { ...(base.config.Labels ?? {}), ...input.labels },
     },
-    rootfs: { type: 'layers', diff_ids: [...input.base.diffIds, ...input.reused.map((l) => l.diffId), ...newDiffIds] },
+    rootfs: { type: 'layers', diff_ids: [...input.base.diffIds, ...input.reused.map((l) => l.diffId), ...newDiffIds, topDiffId] },
     history,
   };
   return Buffer.from(JSON.stringify(cfg));
@@ -196,11 +205,12 @@ export async function assembleImage(docker: Docker, input: AssembleInput): Promi
       diffIds.push(await writeEntry(name, size, (h) => writeTar(l.entries, write, h)));
       files.push(name);
     }
-    const config = imageConfig(input, diffIds);
+    const topDiff = await writeEntry('top/layer.tar', tarSize(input.top), (h) => writeTar(input.top, write, h));
+    const config = imageConfig(input, diffIds, topDiff);
     const id = crypto.createHash('sha256').update(config).digest('hex');
     await writeEntry(`${id}.json`, config.length, async () => { await write(config); });
     const held = [...input.base.diffIds, ...input.reused.map((l) => l.diffId)].map((_, i) => `held-${i}/layer.tar`);
-    const manifest = Buffer.from(JSON.stringify([{ Config: `${id}.json`, RepoTags: [input.tag], Layers: [...held, ...files] }]));
+    const manifest = Buffer.from(JSON.stringify([{ Config: `${id}.json`, RepoTags: [input.tag], Layers: [...held, ...files, 'top/layer.tar'] }]));
     await writeEntry('manifest.json', manifest.length, async () => { await write(manifest); });
     await write(Buffer.alloc(1024));
     body.end();

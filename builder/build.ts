@@ -16,6 +16,8 @@ import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from
 import { defaultCacheDir } from './package-cache.js';
 import { assembleImage, chainKeys, findReusableLayers, LAYER_KEYS_LABEL, readBaseImage } from './assemble.js';
 import { checkImageStarts, type StartCheck } from './image-check.js';
+import { DockerfileError, parseDistributionDockerfile, type DistributionDockerfile } from './dockerfile.js';
+import { withParents, type TarEntry } from './tar.js';
 import { selectVersions, type LiteSizes } from './lite.js';
 import { imageLabels, imageTags, stackVersions } from './tags.js';
 import { buildImage, inspectImage, pushImage, tagImage, untag } from './image.js';
@@ -245,7 +247,7 @@ export function registryConfig(d: Distribution): string {
   return `# written by the distribution builder for ${d.name}\n${YAML.stringify(cfg)}`;
 }
 
-/** Writes the context of Dockerfile.distribution: the Dockerfile, config, shadow report and served list. */
+/** Writes the context of Dockerfile.distribution: the Dockerfile, config, shadow report and served list (`docker build` works on it too). */
 export function writeContext(s: BuildState): string {
   if (!s.merge) throw new Error('merge first');
   const dir = path.join(s.work, 'context');
@@ -266,32 +268,38 @@ function commitTime(s: BuildState): string {
   return (Number.isNaN(t.getTime()) ? new Date() : t).toISOString();
 }
 
+/** The top layer: Dockerfile.distribution's COPY of context files, with their folders. */
+function topEntries(df: DistributionDockerfile, context: string): TarEntry[] {
+  const files = new Map<string, string>();
+  for (const c of df.copies) {
+    for (const src of c.sources) {
+      const abs = path.join(context, src);
+      if (!fs.existsSync(abs)) throw new DockerfileError(`COPY ${src}: not in the build context`);
+      files.set(`${c.dest.slice(1)}${src}`, abs);
+    }
+  }
+  return withParents([...files.keys()]).map((name): TarEntry => {
+    const abs = files.get(name);
+    return abs ? { name, type: 'file', size: fs.statSync(abs).size, from: abs } : { name, type: 'directory' };
+  });
+}
+
 /**
- * The package layers on the base image (assembleImage: unchanged layers are
- * reused from the engine), then Dockerfile.distribution on top, then the
- * image's own server started as the build-time check.
+ * The image, put together from the base image, the package layers (those the
+ * engine holds from an earlier build are reused, the others streamed from
+ * the package folders) and what Dockerfile.distribution adds; then started
+ * once with no network as the build-time check.
  */
 export async function buildDistributionImage(s: BuildState, docker: Docker): Promise<string> {
   if (!s.merge || !s.baseTag || !s.commit) throw new Error('merge and base image first');
   const merge = s.merge;
+  const df = parseDistributionDockerfile(fs.readFileSync(DOCKERFILE, 'utf8'));
   const base = await timed(s, 'base image config', () => readBaseImage(docker, `${BASE_REPOSITORY}:${s.baseTag}`, cacheDirOf(s)));
   const keys = chainKeys(base.id, merge.contributions.map((c) => c.key));
   const reuse = s.opts.noCache ? { count: 0, diffIds: [] } : await timed(s, 'find reusable layers', () => findReusableLayers(docker, base, keys));
   s.reusedLayers = reuse.count;
   s.sentLayers = merge.contributions.length - reuse.count;
-  const suffix = `${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
-  const layersTag = `${TEMP_REPOSITORY}:layers-${suffix}`;
-  await timed(s, 'package layers (docker load)', () => assembleImage(docker, {
-    base,
-    reused: merge.contributions.slice(0, reuse.count).map((c, i) => ({ name: c.name, diffId: reuse.diffIds[i] })),
-    layers: merge.contributions.slice(reuse.count).map((c) => ({ name: c.name, entries: c.entries, description: `${c.packages.length} package versions` })),
-    labels: { [LAYER_KEYS_LABEL]: keys.join(',') },
-    created: commitTime(s),
-    tag: layersTag,
-    onProgress: s.opts.log,
-  }));
 
-  const temp = `${TEMP_REPOSITORY}:${suffix}`;
   const labels = imageLabels({
     distribution: s.distribution.name,
     commit: s.commit,
@@ -306,26 +314,28 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   if (s.policy?.overrides.length) labels[`${LABEL_PREFIX}.policy-overrides`] = s.policy.overrides.join(',');
   if (reason) labels[`${LABEL_PREFIX}.policy-reason`] = reason;
   labels['package-registry'] = s.baseTag;
-  const dir = writeContext(s);
+  labels[LAYER_KEYS_LABEL] = keys.join(',');
+  const context = writeContext(s);
+  const describe = (c: (typeof merge.contributions)[number]) => `${c.packages.length} package versions`;
+
   // the temporary tag keeps the image alive until the real tags are on it
-  s.tempTag = temp;
-  try {
-    s.imageId = await timed(s, 'Dockerfile.distribution', () => buildImage(docker, {
-      context: tarFs.pack(dir, { entries: fs.readdirSync(dir).sort(byteCompare) }) as unknown as Readable,
-      dockerfile: 'Dockerfile',
-      tag: temp,
-      nocache: s.opts.noCache,
-      buildargs: { PACKAGE_LAYERS: layersTag },
-      labels,
-      onOutput: s.opts.log,
-    }));
-  } finally {
-    // the built image keeps the layers image as its parent
-    await untag(docker, layersTag).catch(() => undefined);
-  }
+  s.tempTag = `${TEMP_REPOSITORY}:${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
+  const tag = s.tempTag;
+  s.imageId = await timed(s, 'package layers and Dockerfile.distribution (docker load)', () => assembleImage(docker, {
+    base,
+    reused: merge.contributions.slice(0, reuse.count).map((c, i) => ({ name: c.name, diffId: reuse.diffIds[i], description: describe(c) })),
+    layers: merge.contributions.slice(reuse.count).map((c) => ({ name: c.name, entries: c.entries, description: describe(c) })),
+    top: topEntries(df, context),
+    env: df.env,
+    topHistory: df.history,
+    labels: { ...Object.fromEntries(df.labels), ...labels },
+    created: commitTime(s),
+    tag,
+    onProgress: s.opts.log,
+  }));
   const imageId = s.imageId;
   s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, imageId, { versions: merge.served.length, paths: s.layers.length }));
-  return s.imageId;
+  return imageId;
 }
 
 /** A lite build: its size against the full image of the distribution it selects from, if that is in the engine. */
