@@ -102,7 +102,7 @@ export async function mergeLayers(distribution: string, layers: MaterialisedLaye
   const problems: string[] = [];
   for (const l of layers) {
     const cache = LayerCache.open(opts.cacheDir, l.dir, opts.readCache !== false);
-    const r = await loadLayerPackages(l.dir, cache);
+    const r = await loadLayerPackages(l.dir, cache, { immutable: l.immutable });
     loaded.push(r.packages);
     for (const f of r.failures) problems.push(...f.problems.map((p) => `layer ${l.name}: ${originOf(formatProblem(p), layers)}`));
     // the registry refuses zip packages without a signature by default: catch it here, not at start-up

@@ -20,7 +20,7 @@ import { shareOut } from './thread-pool.js';
  * whenever the compiled package model (server/packages) changes.
  */
 
-const FORMAT = 'epr-builder-package-cache/1';
+const FORMAT = 'epr-builder-package-cache/2';
 
 export interface LoadedPackage {
   pkg: Package;
@@ -34,7 +34,8 @@ interface CacheFile {
   format: string;
   model: string;
   root: string;
-  entries: Record<string, CacheEntry>;
+  /** in the layer's scan order (zips, then folders) */
+  entries: Array<[string, CacheEntry]>;
 }
 
 /** Where the cache lives: $EPR_BUILDER_CACHE, else $XDG_CACHE_HOME/epr-builder, else ~/.cache/epr-builder. */
@@ -90,7 +91,7 @@ export class LayerCache {
     if (read) {
       try {
         const c = JSON.parse(fs.readFileSync(file, 'utf8')) as CacheFile;
-        if (c.format === FORMAT && c.model === modelDigest() && c.root === abs) for (const [k, v] of Object.entries(c.entries)) old.set(k, v);
+        if (c.format === FORMAT && c.model === modelDigest() && c.root === abs) for (const [k, v] of c.entries) old.set(k, v);
       } catch { /* no cache yet, or unreadable: start empty */ }
     }
     return new LayerCache(file, abs, old);
@@ -101,6 +102,11 @@ export class LayerCache {
     return e && e.stamp === stamp ? e : undefined;
   }
 
+  /** Everything the last build of this folder loaded, in its scan order. */
+  entries(): Array<[string, CacheEntry]> {
+    return [...this.old];
+  }
+
   put(location: string, entry: CacheEntry): void {
     this.fresh.set(location, entry);
   }
@@ -109,7 +115,7 @@ export class LayerCache {
   save(): string | undefined {
     if (!this.file) return undefined;
     if (this.misses === 0 && this.fresh.size === this.old.size) return undefined;
-    const body: CacheFile = { format: FORMAT, model: modelDigest(), root: this.root, entries: Object.fromEntries([...this.fresh].sort(([a], [b]) => byteCompare(a, b))) };
+    const body: CacheFile = { format: FORMAT, model: modelDigest(), root: this.root, entries: [...this.fresh] };
     const tmp = `${this.file}.${process.pid}.tmp`;
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
@@ -132,7 +138,17 @@ function relative(root: string, abs: string): string {
  * order (zips, then folders), taking unchanged packages from the cache. The
  * walks and the loading of changed packages are shared out between cores.
  */
-export async function loadLayerPackages(root: string, cache: LayerCache): Promise<{ packages: LoadedPackage[]; failures: PackageLoadError[] }> {
+export async function loadLayerPackages(root: string, cache: LayerCache, opts: { immutable?: boolean } = {}): Promise<{ packages: LoadedPackage[]; failures: PackageLoadError[] }> {
+  // a folder nothing writes to (a git tree extracted by its id): what the last build loaded is what it holds
+  if (opts.immutable && cache.entries().length > 0) {
+    const packages: LoadedPackage[] = [];
+    for (const [rel, entry] of cache.entries()) {
+      cache.hits++;
+      cache.put(rel, entry);
+      packages.push({ pkg: await packageFromBaked(root, entry.baked), hash: entry.hash, bytes: entry.bytes });
+    }
+    return { packages, failures: [] };
+  }
   const found = scanPackagePath(root);
   const walked = await shareOut('walk', found.directories);
   const items: Array<{ abs: string; rel: string; stamp: string; kind: 'zip' | 'directory'; files?: WireFile[]; error?: PackageLoadError }> = [];

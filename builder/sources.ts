@@ -33,6 +33,8 @@ export interface MaterialisedLayer {
    * outside any git repository. Such a build gets no commit or version tag.
    */
   dirty: boolean;
+  /** the folder is a git tree the builder extracted into its cache by tree id: nothing changes it */
+  immutable?: boolean;
 }
 
 const GIT_TIMEOUT_MS = 120_000;
@@ -99,7 +101,7 @@ export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): 
   if (cached && fs.existsSync(`${cached}.done`)) {
     const now = new Date();
     fs.utimesSync(`${cached}.done`, now, now);
-    return { ...result, dir: cached };
+    return { ...result, dir: cached, immutable: true };
   }
   const into = cached ? `${cached}.${process.pid}.partial` : path.join(o.work, 'layers', layer.name);
   fs.rmSync(into, { recursive: true, force: true });
@@ -127,7 +129,7 @@ export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): 
   fs.renameSync(into, cached);
   fs.writeFileSync(`${cached}.done`, `${origin}\n`);
   pruneTrees(path.dirname(cached));
-  return { ...result, dir: cached };
+  return { ...result, dir: cached, immutable: true };
 }
 
 /** Keeps the most recently used extracted trees only. */

@@ -24,12 +24,21 @@ type Out<T extends TaskName> = Awaited<ReturnType<(typeof TASKS)[T]>>[number];
 
 /** Below this many jobs per thread a worker costs more than it saves. */
 const MIN_PER_THREAD = 32;
+/**
+ * Threads per task beyond this one. Loading is CPU work: one per other core.
+ * Walking mostly waits for the disk when the file system's metadata is not
+ * cached (a layer not read for a while), and more walks in flight then finish
+ * sooner than one per core.
+ */
+const EXTRA_THREADS: Record<TaskName, () => number> = {
+  walk: () => Math.max(3, os.availableParallelism() - 1),
+  load: () => os.availableParallelism() - 1,
+};
 
 export async function shareOut<T extends TaskName>(task: T, items: Array<In<T>>): Promise<Array<Out<T>>> {
   const run = TASKS[task] as unknown as (x: Array<In<T>>) => Promise<Array<Out<T>>>;
-  const workers = Math.max(0, Math.min(os.availableParallelism() - 1, Math.floor(items.length / MIN_PER_THREAD) - 1));
+  const workers = Math.max(0, Math.min(EXTRA_THREADS[task](), Math.floor(items.length / MIN_PER_THREAD) - 1));
   if (workers === 0) return run(items);
-  // the main thread takes the first share; interleaved shares would balance better but cost order bookkeeping
   const share = Math.ceil(items.length / (workers + 1));
   const parts = Array.from({ length: workers + 1 }, (_, i) => items.slice(i * share, (i + 1) * share));
   const remote = parts.slice(1).map((part) => new Promise<Array<Out<T>>>((resolve, reject) => {

@@ -4,6 +4,8 @@ import { expect } from 'chai';
 import { InvalidPackagesError, mergeLayers, type LayerContribution } from '../../builder/merge.js';
 import { FIXED_MTIME } from '../../builder/tar.js';
 import type { MaterialisedLayer } from '../../builder/sources.js';
+import { spawnSync } from 'node:child_process';
+import { materialiseLayer } from '../../builder/sources.js';
 import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage } from '../helpers/fixtures.js';
 
 /** Layers staged as the builder stages them: <root>/packages/<name>/ */
@@ -124,5 +126,31 @@ describe('builder: merging layers', () => {
       expect(err).to.be.instanceOf(InvalidPackagesError);
       expect((err as InvalidPackagesError).problems.join('\n')).to.include('title: is required');
     }
+  });
+
+  it('a git layer is read from its extracted tree once; the next builds of that tree take it from the cache', async () => {
+    const repo = tmpDir('merge-git-');
+    const g = (...args: string[]) => {
+      const r = spawnSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(r.stderr);
+    };
+    writeDirPackage(repo, { name: 'm', version: '1.0.0' });
+    g('init', '-q', '-b', 'main');
+    g('add', '.');
+    g('commit', '-q', '-m', 'one');
+    const cacheDir = tmpDir('merge-git-cache-');
+    const layer = { name: 'production', source: { kind: 'git' as const, repo, ref: 'main', path: '' } };
+    const lines: string[] = [];
+    const merge = async () => mergeLayers('production', [await materialiseLayer(layer, { work: tmpDir('merge-git-work-'), cacheDir })], { cacheDir, log: (l) => lines.push(l) });
+    const first = await merge();
+    const second = await merge();
+    expect(lines).to.deep.equal(['layer production: 1 packages, 0 unchanged since the last build', 'layer production: 1 packages, 1 unchanged since the last build']);
+    expect(second.contributions[0].key).to.equal(first.contributions[0].key);
+    expect(second.contributions[0].entries.map((e) => e.name)).to.deep.equal(first.contributions[0].entries.map((e) => e.name));
+    fs.appendFileSync(path.join(repo, 'm', '1.0.0', 'docs', 'README.md'), 'more\n');
+    g('commit', '-q', '-am', 'two');
+    const third = await merge();
+    expect(lines[2]).to.equal('layer production: 1 packages, 0 unchanged since the last build');
+    expect(third.contributions[0].key).to.not.equal(first.contributions[0].key);
   });
 });
