@@ -61,8 +61,10 @@ export async function readBaseImage(docker: Docker, ref: string, cacheDir: strin
   if (!raw) {
     raw = await savedConfig(docker, info.Id, hex);
     if (cached) {
-      fs.mkdirSync(path.dirname(cached), { recursive: true });
-      fs.writeFileSync(cached, raw);
+      try {
+        fs.mkdirSync(path.dirname(cached), { recursive: true });
+        fs.writeFileSync(cached, raw);
+      } catch { /* an unwritable cache only costs time */ }
     }
   }
   const config = JSON.parse(raw.toString('utf8')) as ImageConfig;

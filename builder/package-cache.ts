@@ -123,7 +123,7 @@ export class LayerCache {
       fs.renameSync(tmp, this.file);
       return undefined;
     } catch (err) {
-      fs.rmSync(tmp, { force: true });
+      try { fs.rmSync(tmp, { force: true }); } catch { /* never written */ }
       return `package cache not written (${(err as Error).message})`;
     }
   }

@@ -97,7 +97,9 @@ export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): 
   const tree = git(src.repo, ['rev-parse', treeRef]).out;
   const result = { name: layer.name, commit, repo: src.repo, origin, kind: 'git' as const, dirty: false };
 
-  const cached = o.cacheDir ? path.join(o.cacheDir, 'git-trees', tree) : undefined;
+  let cached = o.cacheDir ? path.join(o.cacheDir, 'git-trees', tree) : undefined;
+  // an unwritable cache only costs time: the tree goes into this build's scratch folder
+  if (cached && !writableDir(path.dirname(cached))) cached = undefined;
   if (cached && fs.existsSync(`${cached}.done`)) {
     const now = new Date();
     fs.utimesSync(`${cached}.done`, now, now);
@@ -140,6 +142,16 @@ export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): 
   fs.writeFileSync(`${cached}.done`, `${origin}\n`);
   pruneTrees(path.dirname(cached));
   return { ...result, dir: cached, immutable: true };
+}
+
+function writableDir(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.accessSync(dir, fs.constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Keeps the most recently used extracted trees only. */

@@ -112,6 +112,17 @@ describe('builder: merging layers', () => {
     expect(fresh.contributions[0].key).to.equal(third.contributions[0].key);
   });
 
+  it('an unwritable package cache is reported, and the merge still succeeds', async () => {
+    const [prod] = stage(['production']);
+    writeDirPackage(prod.dir, { name: 'n', version: '1.0.0' });
+    const notADir = path.join(tmpDir('merge-cache-file-'), 'cache');
+    fs.writeFileSync(notADir, 'x');
+    const lines: string[] = [];
+    const m = await mergeLayers('production', [prod], { cacheDir: notADir, log: (l) => lines.push(l) });
+    expect(m.served.map((p) => p.name)).to.deep.equal(['n']);
+    expect(lines[0]).to.match(/^layer production: 1 packages, 0 unchanged since the last build; package cache not written \(/);
+  });
+
   it('a package made invalid after it was cached fails the merge', async () => {
     const [prod] = stage(['production']);
     const cacheDir = tmpDir('merge-cache-');

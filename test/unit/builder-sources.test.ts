@@ -65,6 +65,16 @@ describe('builder: layer sources', () => {
     expect(fs.existsSync(path.join(o.dir, 'q', '1.0.0', 'manifest.yml'))).to.equal(true);
   });
 
+  it('a cache that cannot be written only costs time: the tree goes into the build\'s scratch folder', async () => {
+    const notADir = path.join(tmpDir('src-cache-file-'), 'cache');
+    fs.writeFileSync(notADir, 'a file where the cache folder should be');
+    const work = tmpDir('src-out-');
+    const m = await materialiseLayer({ name: 'x', source: { kind: 'git', repo, ref: first, path: 'store/packages' } }, { work, cacheDir: notADir });
+    expect(m.dir.startsWith(work)).to.equal(true);
+    expect(m.immutable).to.equal(undefined);
+    expect(fs.readFileSync(path.join(m.dir, 'p', '1.0.0', 'docs', 'README.md'), 'utf8')).to.equal('first\n');
+  });
+
   it('a folder whose files git ignores is not its commit: dirty', async () => {
     const r = tmpDir('src-ignored-');
     fs.writeFileSync(path.join(r, '.gitignore'), 'store/\n');
