@@ -12,7 +12,7 @@ import { SERVICE_VERSION } from '../server/context.js';
 import { byteCompare, walkFiles } from '../server/packages/source.js';
 import { DistributionError, type Distribution } from './distribution.js';
 import { materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
-import { describeShadows, mergeLayers, verifyTrusted, type MergeResult, type ShadowEntry } from './merge.js';
+import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
 import { defaultCacheDir } from './package-cache.js';
 import { assembleImage, chainKeys, findReusableLayers, LAYER_KEYS_LABEL, readBaseImage } from './assemble.js';
 import { checkImageStarts, type StartCheck } from './image-check.js';
@@ -81,10 +81,6 @@ export interface BuildState {
   startCheck?: StartCheck;
   /** seconds per step of the image build: where the time goes */
   timings: Record<string, number>;
-  /** the check of the layers the merge took on trust, running while the image is made */
-  verification?: Promise<boolean>;
-  /** what that check found: the image was kept, or made again from the files */
-  speculation?: 'confirmed' | 'redone';
 }
 
 /** Runs one step, adding its seconds to s.timings[name]. */
@@ -142,24 +138,14 @@ export async function readLayers(s: BuildState): Promise<void> {
   s.tags = imageTags({ repository: repositoryOf(s), distribution: s.distribution.name, commit: clean ? s.commit : 'unknown', gitTags: clean ? s.stackVersions : [] });
 }
 
-/**
- * Validates and merges the layers. Unless --no-cache, the bottom layer of a
- * stack (production: the largest and the one that changes least) is taken
- * from the package cache on trust, and checked against its files in worker
- * threads while the image is made; if it did change, the image is made again
- * (buildDistributionImage).
- */
-export async function validateAndMerge(s: BuildState, opts: { trust?: boolean } = {}): Promise<string[]> {
+export async function validateAndMerge(s: BuildState): Promise<string[]> {
   const sel = s.distribution.select;
-  const trust = opts.trust !== false && !s.opts.noCache && s.layers.length > 1 ? [s.layers[0].name] : [];
   s.merge = await timed(s, 'validate and merge', () => mergeLayers(s.distribution.name, s.layers, {
     cacheDir: cacheDirOf(s),
     readCache: !s.opts.noCache,
     log: s.opts.log,
-    trust,
     ...(sel ? { select: (winners) => selectVersions(winners, sel, s.distribution.file).keys } : {}),
   }));
-  s.verification = s.merge.trusted.length > 0 ? verifyTrusted(s.layers, s.merge.trusted, cacheDirOf(s)).catch(() => false) : undefined;
   return describeShadows(s.merge.report);
 }
 
@@ -349,21 +335,6 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   }));
   const imageId = s.imageId;
   s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, imageId, { versions: merge.served.length, paths: s.layers.length }));
-  const verification = s.verification;
-  s.verification = undefined;
-  if (verification) {
-    if (await timed(s, 'check of the layers taken on trust', () => verification)) {
-      s.speculation = 'confirmed';
-    } else {
-      s.speculation = 'redone';
-      s.opts.log(`layer ${merge.trusted.join(', ')} changed since the last build: making the image again from its files`);
-      await dropTempTag(s, docker);
-      s.imageId = undefined;
-      await validateAndMerge(s, { trust: false });
-      await checkPolicy(s, docker);
-      return buildDistributionImage(s, docker);
-    }
-  }
   return imageId;
 }
 
@@ -435,8 +406,6 @@ export interface BuildSummary {
   lite?: LiteSizes;
   /** what this build changes against the last published image (none: nothing published yet) */
   vsPublished?: { ref: string; source: 'local' | 'registry'; image: string; added: number; removed: number; changed: number; sizeDelta: number; diff: PackageDiff };
-  /** the bottom layer was taken on trust: confirmed, or the image was made again */
-  speculation?: 'confirmed' | 'redone';
   /** package layers sent to the engine, and reused from it unchanged */
   layersSent?: number;
   layersReused?: number;
@@ -468,7 +437,6 @@ export function summarise(s: BuildState, seconds: number, imageSize?: number): B
     vsPublished: pub && diff ? {
       ref: pub.ref, source: pub.source, image: pub.image, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, sizeDelta: (imageSize ?? pub.size) - pub.size, diff,
     } : undefined,
-    speculation: s.speculation,
     layersSent: s.sentLayers,
     layersReused: s.reusedLayers,
     timings: s.timings,

@@ -138,17 +138,16 @@ function relative(root: string, abs: string): string {
  * order (zips, then folders), taking unchanged packages from the cache. The
  * walks and the loading of changed packages are shared out between cores.
  */
-export async function loadLayerPackages(root: string, cache: LayerCache, opts: { fromCache?: boolean } = {}): Promise<{ packages: LoadedPackage[]; failures: PackageLoadError[]; fromCache?: boolean }> {
-  // a folder nothing writes to (a git tree extracted by its id), or one taken on trust while
-  // unchangedSinceCache checks it: what the last build loaded is what it holds
-  if (opts.fromCache && cache.entries().length > 0) {
+export async function loadLayerPackages(root: string, cache: LayerCache, opts: { immutable?: boolean } = {}): Promise<{ packages: LoadedPackage[]; failures: PackageLoadError[] }> {
+  // a folder nothing writes to (a git tree extracted by its id): what the last build loaded is what it holds
+  if (opts.immutable && cache.entries().length > 0) {
     const packages: LoadedPackage[] = [];
     for (const [rel, entry] of cache.entries()) {
       cache.hits++;
       cache.put(rel, entry);
       packages.push({ pkg: await packageFromBaked(root, entry.baked), hash: entry.hash, bytes: entry.bytes });
     }
-    return { packages, failures: [], fromCache: true };
+    return { packages, failures: [] };
   }
   const found = scanPackagePath(root);
   const walked = await shareOut('walk', found.directories);
@@ -180,24 +179,4 @@ export async function loadLayerPackages(root: string, cache: LayerCache, opts: {
     }
   }
   return { packages, failures };
-}
-
-/**
- * Whether a folder still holds exactly what its cache describes (the same
- * packages, every file with the same stamps), loading nothing. The walks run
- * in worker threads only, so this thread can stream an image meanwhile.
- */
-export async function unchangedSinceCache(root: string, cache: LayerCache): Promise<boolean> {
-  const cached = new Map(cache.entries());
-  if (cached.size === 0) return false;
-  const found = scanPackagePath(root);
-  if (found.zips.length + found.directories.length !== cached.size) return false;
-  for (const abs of found.zips) {
-    if (cached.get(relative(root, abs))?.stamp !== `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}`) return false;
-  }
-  const walked = await shareOut('walk', found.directories, { background: true });
-  return found.directories.every((abs, i) => {
-    const w = walked[i];
-    return 'files' in w && cached.get(relative(root, abs))?.stamp === folderStamp(w.files);
-  });
 }

@@ -35,25 +35,20 @@ const EXTRA_THREADS: Record<TaskName, () => number> = {
   load: () => os.availableParallelism() - 1,
 };
 
-/**
- * `background`: this thread takes no share, so that it stays free for other
- * work (streaming an image) while the workers run.
- */
-export async function shareOut<T extends TaskName>(task: T, items: Array<In<T>>, opts: { background?: boolean } = {}): Promise<Array<Out<T>>> {
+export async function shareOut<T extends TaskName>(task: T, items: Array<In<T>>): Promise<Array<Out<T>>> {
   const run = TASKS[task] as unknown as (x: Array<In<T>>) => Promise<Array<Out<T>>>;
-  const local = opts.background ? 0 : 1;
-  const workers = opts.background ? Math.max(1, EXTRA_THREADS[task]()) : Math.max(0, Math.min(EXTRA_THREADS[task](), Math.floor(items.length / MIN_PER_THREAD) - 1));
-  if (workers === 0 || items.length === 0) return run(items);
-  const share = Math.ceil(items.length / (workers + local));
-  const parts = Array.from({ length: workers + local }, (_, i) => items.slice(i * share, (i + 1) * share));
-  const remote = parts.slice(local).map((part) => new Promise<Array<Out<T>>>((resolve, reject) => {
+  const workers = Math.max(0, Math.min(EXTRA_THREADS[task](), Math.floor(items.length / MIN_PER_THREAD) - 1));
+  if (workers === 0) return run(items);
+  const share = Math.ceil(items.length / (workers + 1));
+  const parts = Array.from({ length: workers + 1 }, (_, i) => items.slice(i * share, (i + 1) * share));
+  const remote = parts.slice(1).map((part) => new Promise<Array<Out<T>>>((resolve, reject) => {
     const w = new Worker(new URL(import.meta.url), { workerData: { task, items: part } });
     w.once('message', (m: Array<Out<T>>) => { resolve(m); void w.terminate(); });
     w.once('error', reject);
     w.once('exit', (code) => { if (code !== 0) reject(new Error(`${task} worker exited with code ${code}`)); });
   }));
-  const mine = local ? await run(parts[0]) : [];
-  return [mine, ...await Promise.all(remote)].flat();
+  const local = await run(parts[0]);
+  return [local, ...await Promise.all(remote)].flat();
 }
 
 if (!isMainThread && parentPort && workerData?.task in TASKS) {

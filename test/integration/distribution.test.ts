@@ -174,7 +174,7 @@ describe('distribution images (Docker engine + registry)', function () {
       '  - name: lower', '    source:', `      directory: ${path.join(work, 'lower')}`,
       '  - name: upper', '    source:', `      directory: ${path.join(work, 'upper')}`,
     ].join('\n'));
-    type Summary = { image: string; tags: string[]; layersSent: number; layersReused: number; speculation?: string; timings: Record<string, number> };
+    type Summary = { image: string; tags: string[]; layersSent: number; layersReused: number; timings: Record<string, number> };
     const build = async (...extra: string[]): Promise<Summary> => {
       const r = await cli(['build', file, '--json', '--cache-dir', cacheDir, ...extra]);
       expect(r.code, r.stderr).to.equal(0);
@@ -189,8 +189,6 @@ describe('distribution images (Docker engine + registry)', function () {
     fs.appendFileSync(path.join(work, 'upper', 'upper_pkg', '1.0.0', 'docs', 'README.md'), 'second\n');
     const second = await build();
     expect([second.layersSent, second.layersReused]).to.deep.equal([1, 1]);
-    // the lower layer was taken from the cache on trust, and its files confirmed it
-    expect(second.speculation).to.equal('confirmed');
     const [a, b] = [await layersOf(first.image), await layersOf(second.image)];
     const n = a.length;
     expect(b).to.have.length(n);
@@ -204,20 +202,10 @@ describe('distribution images (Docker engine + registry)', function () {
     const again = await build();
     expect([again.layersSent, again.layersReused]).to.deep.equal([0, 2]);
     expect((await layersOf(again.image)).slice(0, n - 1)).to.deep.equal(b.slice(0, n - 1));
-
-    // a change in the layer taken on trust is found while the image is made, and the image is made again
-    fs.appendFileSync(path.join(work, 'lower', 'lower_pkg', '1.0.0', 'docs', 'README.md'), 'lower changed\n');
-    const lower = await build();
-    expect(lower.speculation).to.equal('redone');
-    expect([lower.layersSent, lower.layersReused]).to.deep.equal([2, 0]);
-    const c2 = await run(lower.image);
-    expect(await (await fetch(`${c2.url}/package/lower_pkg/1.0.0/docs/README.md`)).text()).to.match(/lower changed\n$/);
-    await stop(c2);
-    const b2 = await layersOf(lower.image);
     // --no-cache reads and sends everything again (the base image is rebuilt too), and gets the same package layers
     const fresh = await build('--no-cache');
     expect([fresh.layersSent, fresh.layersReused]).to.deep.equal([2, 0]);
-    expect((await layersOf(fresh.image)).slice(n - 3, n - 1)).to.deep.equal(b2.slice(n - 3, n - 1));
+    expect((await layersOf(fresh.image)).slice(n - 3, n - 1)).to.deep.equal(b.slice(n - 3, n - 1));
   });
 
   describe('tags from a git layer', () => {
