@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BAKED_INDEX_FILE, bakedEntry, bakedIndexText } from '../server/packages/baked.js';
 import { mergeFirstWins } from '../server/packages/precedence.js';
-import { byteCompare } from '../server/packages/source.js';
+import { byteCompare, relativePath } from '../server/packages/source.js';
 import { formatProblem } from '../server/packages/validate.js';
 import type { Package } from '../server/packages/package.js';
 import { LayerCache, loadLayerPackages, modelDigest, type LoadedPackage } from './package-cache.js';
@@ -125,7 +125,7 @@ export async function mergeLayers(distribution: string, layers: MaterialisedLaye
   const ref = (p: Package): PackageRef => {
     const x = info.get(p)!;
     const l = layers[x.layer];
-    return { name: p.name, version: p.version, kind: p.kind, layer: l.name, path: path.relative(l.dir, p.source.location).split(path.sep).join('/'), hash: x.hash };
+    return { name: p.name, version: p.version, kind: p.kind, layer: l.name, path: relativePath(l.dir, p.source.location), hash: x.hash };
   };
 
   const contributions = layers.map((l, i) => contribution(l, loaded[i].filter((lp) => !left.has(lp.pkg) && kept(lp.pkg)), ref));
@@ -162,7 +162,7 @@ export async function mergeLayers(distribution: string, layers: MaterialisedLaye
  */
 function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Package) => PackageRef): LayerContribution {
   const key = crypto.createHash('sha256').update(`${LAYER_FORMAT}\0${modelDigest()}\0${l.name}\0`);
-  for (const { pkg: p, hash, bytes } of keep) key.update(`${path.relative(l.dir, p.source.location).split(path.sep).join('/')}\0${p.kind}\0${bytes ?? hash}\n`);
+  for (const { pkg: p, hash, bytes } of keep) key.update(`${relativePath(l.dir, p.source.location)}\0${p.kind}\0${bytes ?? hash}\n`);
   let entries: TarEntry[] | undefined;
   return {
     name: l.name,
@@ -175,7 +175,7 @@ function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Pack
 function layerEntries(l: MaterialisedLayer, keep: LoadedPackage[]): TarEntry[] {
   const top = `packages/${l.name}`;
   const files = new Map<string, { from: string; size: number }>();
-  const rel = (abs: string) => path.relative(l.dir, abs).split(path.sep).join('/');
+  const rel = (abs: string) => relativePath(l.dir, abs);
   for (const { pkg: p } of keep) {
     if (p.kind === 'zip') {
       for (const abs of [p.source.location, p.signatureFile].filter((x): x is string => x !== undefined)) {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { packageFromBaked } from '../server/packages/baked.js';
 import { PackageLoadError, type Package } from '../server/packages/package.js';
 import { scanPackagePath } from '../server/packages/scan.js';
-import { byteCompare } from '../server/packages/source.js';
+import { byteCompare, relativePath } from '../server/packages/source.js';
 import type { CacheEntry, LoadInput, LoadResult, WireFile } from './package-tasks.js';
 import { shareOut } from './thread-pool.js';
 
@@ -129,10 +129,6 @@ export class LayerCache {
   }
 }
 
-function relative(root: string, abs: string): string {
-  return path.relative(root, abs).split(path.sep).join('/');
-}
-
 /**
  * Loads and validates every package of one layer folder, in the server's scan
  * order (zips, then folders), taking unchanged packages from the cache. The
@@ -152,11 +148,11 @@ export async function loadLayerPackages(root: string, cache: LayerCache, opts: {
   const found = scanPackagePath(root);
   const walked = await shareOut('walk', found.directories);
   const items: Array<{ abs: string; rel: string; stamp: string; kind: 'zip' | 'directory'; files?: WireFile[]; error?: PackageLoadError }> = [];
-  for (const abs of found.zips) items.push({ abs, rel: relative(root, abs), kind: 'zip', stamp: `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}` });
+  for (const abs of found.zips) items.push({ abs, rel: relativePath(root, abs), kind: 'zip', stamp: `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}` });
   found.directories.forEach((abs, i) => {
     const w = walked[i];
-    if ('error' in w) items.push({ abs, rel: relative(root, abs), kind: 'directory', stamp: '', error: new PackageLoadError(abs, [{ file: w.file ?? abs, message: w.error }]) });
-    else items.push({ abs, rel: relative(root, abs), kind: 'directory', stamp: folderStamp(w.files), files: w.files });
+    if ('error' in w) items.push({ abs, rel: relativePath(root, abs), kind: 'directory', stamp: '', error: new PackageLoadError(abs, [{ file: w.file ?? abs, message: w.error }]) });
+    else items.push({ abs, rel: relativePath(root, abs), kind: 'directory', stamp: folderStamp(w.files), files: w.files });
   });
 
   const misses = items.filter((it) => !it.error && !cache.get(it.rel, it.stamp));

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { scanPackagePath } from '../../server/packages/scan.js';
+import { relativePath } from '../../server/packages/source.js';
 import { BAKED_INDEX_FILE } from '../../server/packages/baked.js';
 import { copiesIn, versionsIn, PromotionError, type AddReceipt, type LocalCopy, type PackageCopy, type StageLayer } from './layer.js';
 import type { PackageId } from './stages.js';
@@ -27,7 +28,7 @@ export class DirectoryLayer implements StageLayer {
   /** What the registry's scanner sees, as layer-relative paths: package manifests, zips and their signatures. */
   private scanned(): string[] {
     const found = scanPackagePath(this.root);
-    const rel = (abs: string) => path.relative(this.root, abs).split(path.sep).join('/');
+    const rel = (abs: string) => relativePath(this.root, abs);
     return [
       ...found.directories.map((d) => `${rel(d)}/manifest.yml`),
       ...found.zips.flatMap((z) => (fs.existsSync(`${z}.sig`) ? [rel(z), `${rel(z)}.sig`] : [rel(z)])),

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import semver from 'semver';
-import { DirectorySource, ZipSource, type PackageFile } from './source.js';
+import { DirectorySource, relativePath, ZipSource, type PackageFile } from './source.js';
 import { Package, PackageLoadError, type LoadOptions } from './package.js';
 import { scanPackagePath } from './scan.js';
 import type { PackageFacts } from './manifest.js';
@@ -46,13 +46,10 @@ function stampFor(root: string, location: string, kind: 'directory' | 'zip', tim
   return stampOf(kind === 'zip' ? abs : path.join(abs, 'manifest.yml'), time);
 }
 
-function relative(root: string, abs: string): string {
-  return path.relative(root, abs).split(path.sep).join('/');
-}
 
 /** One package's entry in its layer's baked index (`stampTime`: see stampOf). */
 export function bakedEntry(root: string, p: Package, stampTime?: Date): BakedPackage {
-  const location = relative(root, p.source.location);
+  const location = relativePath(root, p.source.location);
   return {
     location,
     kind: p.kind,
@@ -109,8 +106,8 @@ export async function readBakedIndex(root: string, _opts: LoadOptions): Promise<
 
   const found = scanPackagePath(root);
   const present = new Map<string, 'directory' | 'zip'>([
-    ...found.zips.map((z) => [relative(root, z), 'zip'] as const),
-    ...found.directories.map((d) => [relative(root, d), 'directory'] as const),
+    ...found.zips.map((z) => [relativePath(root, z), 'zip'] as const),
+    ...found.directories.map((d) => [relativePath(root, d), 'directory'] as const),
   ]);
   if (present.size !== baked.packages.length) return { ok: false, reason: `stale baked index: ${baked.packages.length} packages baked, ${present.size} present` };
   for (const b of baked.packages) {

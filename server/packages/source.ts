@@ -71,6 +71,11 @@ export class DirectorySource implements PackageSource {
   }
 }
 
+/** `abs` relative to `root`, `/`-separated on every platform (how layers and packages name their files). */
+export function relativePath(root: string, abs: string): string {
+  return path.relative(root, abs).split(path.sep).join('/');
+}
+
 /** Byte-order comparison, as Go sorts names: independent of locale. */
 export function byteCompare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
