@@ -2,7 +2,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import type Docker from 'dockerode';
 import tarFs from 'tar-fs';
 import type { Readable } from 'node:stream';
@@ -11,7 +10,7 @@ import { PROJECT_ROOT } from '../server/config.js';
 import { SERVICE_VERSION } from '../server/context.js';
 import { byteCompare, walkFiles } from '../server/packages/source.js';
 import { DistributionError, type Distribution } from './distribution.js';
-import { materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
+import { git, materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
 import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
 import { defaultCacheDir } from './package-cache.js';
 import { assembleImage, chainKeys, findReusableLayers, LAYER_KEYS_LABEL, readBaseImage } from './assemble.js';
@@ -195,9 +194,10 @@ function baseContext(): Readable {
   }) as unknown as Readable;
 }
 
-function git(args: string[]): string {
-  const r = spawnSync('git', ['-C', PROJECT_ROOT, ...args], { encoding: 'utf8', timeout: 30_000 });
-  return r.status === 0 ? r.stdout.trim() : '';
+/** This project's git output, or '' when git cannot say. */
+function projectGit(args: string[]): string {
+  const r = git(PROJECT_ROOT, args);
+  return r.ok ? r.out : '';
 }
 
 const baseForRun = new Map<string, string>();
@@ -222,8 +222,8 @@ export async function ensureBaseImage(s: BuildState, docker: Docker): Promise<st
         NODE_IMAGE: s.distribution.baseImage,
         VERSION: SERVICE_VERSION,
         REVISION: projectCommit(),
-        CREATED: git(['log', '-1', '--format=%cI']) || new Date().toISOString(),
-        SOURCE: git(['config', '--get', 'remote.origin.url']) || 'https://github.com/elastic/package-registry',
+        CREATED: projectGit(['log', '-1', '--format=%cI']) || new Date().toISOString(),
+        SOURCE: projectGit(['config', '--get', 'remote.origin.url']) || 'https://github.com/elastic/package-registry',
       },
       onOutput: s.opts.log,
     });
@@ -263,8 +263,8 @@ export function writeContext(s: BuildState): string {
 /** The commit's time (the same input gives the same layers image), else now. */
 function commitTime(s: BuildState): string {
   const l = [...s.layers].reverse().find((x) => x.commit === s.commit);
-  const r = s.commit && s.commit !== 'unknown' ? spawnSync('git', ['-C', l?.repo ?? PROJECT_ROOT, 'show', '-s', '--format=%cI', s.commit], { encoding: 'utf8', timeout: 30_000 }) : undefined;
-  const t = r?.status === 0 ? new Date(r.stdout.trim()) : new Date();
+  const r = s.commit && s.commit !== 'unknown' ? git(l?.repo ?? PROJECT_ROOT, ['show', '-s', '--format=%cI', s.commit]) : undefined;
+  const t = r?.ok ? new Date(r.out) : new Date();
   return (Number.isNaN(t.getTime()) ? new Date() : t).toISOString();
 }
 

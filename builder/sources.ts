@@ -39,7 +39,8 @@ const GIT_TIMEOUT_MS = 120_000;
 /** extracting a whole storage tree (gigabytes) */
 const EXTRACT_TIMEOUT_MS = 30 * 60_000;
 
-function git(repo: string, args: string[]): { ok: boolean; out: string; err: string } {
+/** `git -C <repo> <args>`, bounded in time; never throws. */
+export function git(repo: string, args: string[]): { ok: boolean; out: string; err: string } {
   const r = spawnSync('git', ['-C', repo, ...args], { encoding: 'utf8', timeout: GIT_TIMEOUT_MS, maxBuffer: 64 * 1024 * 1024 });
   if (r.error) return { ok: false, out: '', err: r.error.message };
   return { ok: r.status === 0, out: r.stdout.trim(), err: r.stderr.trim() };
