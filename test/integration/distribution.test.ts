@@ -9,9 +9,8 @@
  * everything created is removed at the end.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import yauzl from 'yauzl';

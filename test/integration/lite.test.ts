@@ -11,9 +11,8 @@
  * Every tag and container created is removed at the end.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { engine, ensureEngine, inspectImage, removeContainer, runImage, untag, waitForHttp } from '../../builder/image.js';
 import { loadDistribution } from '../../builder/distribution.js';

@@ -10,9 +10,7 @@
  * Only 127.0.0.1 is reached; everything created is removed at the end.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { engine, ensureEngine, inspectImage, pushImage, tagImage, untag } from '../../builder/image.js';
 import { readBakedList } from '../../builder/stages/published.js';
