@@ -17,8 +17,10 @@ import { fileHeader, tarSize, writeTar, type TarEntry } from './tar.js';
  *   it again to commit: about twice the time for the same layer.)
  * - Layers the engine holds already are not sent at all: the base image's
  *   layers, and every package layer of a prefix an earlier build made (found
- *   by the chained layer keys each image carries as a label). `docker load`
- *   reads a layer's file only when its chain is not in the layer store.
+ *   by the chained layer keys each image carries as a label; see
+ *   builder/layer-plan.ts, and builder/delta.ts for a top layer sent as a
+ *   delta). `docker load` reads a layer's file only when its chain is not in
+ *   the layer store.
  *
  * The image config is the base image's own config (read once with `docker
  * save` and kept in the cache) with the package layers added, then what
@@ -103,30 +105,9 @@ export function chainKeys(baseId: string, layerKeys: string[]): string[] {
   return out;
 }
 
-/**
- * The longest prefix of `keys` an image in the engine was built with, and
- * that image's layers (diff IDs) for it: those layers are not sent again.
- */
-export async function findReusableLayers(docker: Docker, base: BaseImage, keys: string[]): Promise<{ count: number; diffIds: string[]; from?: string }> {
-  const images = await withTimeout(docker.listImages({ filters: JSON.stringify({ label: [LAYER_KEYS_LABEL] }) } as Docker.ListImagesOptions), TIMEOUTS.quick, 'docker images');
-  let best: { count: number; id: string } = { count: 0, id: '' };
-  for (const img of images) {
-    const theirs = (img.Labels?.[LAYER_KEYS_LABEL] ?? '').split(',');
-    let n = 0;
-    while (n < keys.length && n < theirs.length && theirs[n] === keys[n]) n++;
-    if (n > best.count) best = { count: n, id: img.Id };
-  }
-  if (best.count === 0) return { count: 0, diffIds: [] };
-  const info = await inspectImage(docker, best.id);
-  const layers = info?.RootFS?.Layers ?? [];
-  // the same chain key means the same base: its layers come first
-  if (!info || layers.length < base.diffIds.length + best.count || base.diffIds.some((d, i) => layers[i] !== d)) return { count: 0, diffIds: [] };
-  return { count: best.count, diffIds: layers.slice(base.diffIds.length, base.diffIds.length + best.count), from: best.id };
-}
-
 export interface AssembleInput {
   base: BaseImage;
-  /** package layers already in the engine (diff IDs), bottom first */
+  /** package image layers already in the engine (diff IDs), bottom first (builder/layer-plan.ts) */
   reused: Array<{ name: string; diffId: string; description: string }>;
   /** package layers to send, in order above the reused ones */
   layers: Array<{ name: string; entries: TarEntry[]; description: string }>;

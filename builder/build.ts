@@ -13,7 +13,8 @@ import { DistributionError, type Distribution } from './distribution.js';
 import { git, materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
 import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
 import { defaultCacheDir } from './package-cache.js';
-import { assembleImage, chainKeys, findReusableLayers, LAYER_KEYS_LABEL, readBaseImage } from './assemble.js';
+import { assembleImage, LAYER_KEYS_LABEL, readBaseImage } from './assemble.js';
+import { planLayers, type PlannedLayers } from './layer-plan.js';
 import { checkImageStarts, type StartCheck } from './image-check.js';
 import { DockerfileError, parseDistributionDockerfile, type DistributionDockerfile } from './dockerfile.js';
 import { withParents, type TarEntry } from './tar.js';
@@ -39,6 +40,8 @@ export interface BuildOptions {
   push: boolean;
   save?: string;
   noCache: boolean;
+  /** send the top package layer whole even when a delta on an earlier image's would do (same input, same image ID anywhere) */
+  noDelta?: boolean;
   /** overrides the definition's image repository (tests, other registries) */
   repository?: string;
   log: (line: string) => void;
@@ -76,6 +79,8 @@ export interface BuildState {
   /** package layers taken from the engine as they were (not sent again), and sent */
   reusedLayers?: number;
   sentLayers?: number;
+  /** the top package layer went as a delta on an earlier image's */
+  delta?: PlannedLayers['delta'];
   /** the image's own server, started by the builder before anything is tagged */
   startCheck?: StartCheck;
   /** seconds per step of the image build: where the time goes */
@@ -295,10 +300,10 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   const merge = s.merge;
   const df = parseDistributionDockerfile(fs.readFileSync(DOCKERFILE, 'utf8'));
   const base = await timed(s, 'base image config', () => readBaseImage(docker, `${BASE_REPOSITORY}:${s.baseTag}`, cacheDirOf(s)));
-  const keys = chainKeys(base.id, merge.contributions.map((c) => c.key));
-  const reuse = s.opts.noCache ? { count: 0, diffIds: [] } : await timed(s, 'find reusable layers', () => findReusableLayers(docker, base, keys));
-  s.reusedLayers = reuse.count;
-  s.sentLayers = merge.contributions.length - reuse.count;
+  const planned = await timed(s, 'find reusable layers', () => planLayers(docker, base, merge.contributions, { reuse: !s.opts.noCache, delta: !s.opts.noCache && !s.opts.noDelta, cacheDir: cacheDirOf(s) }));
+  s.reusedLayers = planned.reused.length;
+  s.sentLayers = planned.sent.length;
+  s.delta = planned.delta;
 
   const labels = imageLabels({
     distribution: s.distribution.name,
@@ -314,17 +319,16 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   if (s.policy?.overrides.length) labels[`${LABEL_PREFIX}.policy-overrides`] = s.policy.overrides.join(',');
   if (reason) labels[`${LABEL_PREFIX}.policy-reason`] = reason;
   labels['package-registry'] = s.baseTag;
-  labels[LAYER_KEYS_LABEL] = keys.join(',');
+  labels[LAYER_KEYS_LABEL] = planned.labelEntries.join(',');
   const context = writeContext(s);
-  const describe = (c: (typeof merge.contributions)[number]) => `${c.packages.length} package versions`;
 
   // the temporary tag keeps the image alive until the real tags are on it
   s.tempTag = `${TEMP_REPOSITORY}:${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
   const tag = s.tempTag;
   s.imageId = await timed(s, 'package layers and Dockerfile.distribution (docker load)', () => assembleImage(docker, {
     base,
-    reused: merge.contributions.slice(0, reuse.count).map((c, i) => ({ name: c.name, diffId: reuse.diffIds[i], description: describe(c) })),
-    layers: merge.contributions.slice(reuse.count).map((c) => ({ name: c.name, entries: c.entries, description: describe(c) })),
+    reused: planned.reused,
+    layers: planned.sent,
     top: topEntries(df, context),
     env: df.env,
     topHistory: df.history,
@@ -409,6 +413,8 @@ export interface BuildSummary {
   /** package layers sent to the engine, and reused from it unchanged */
   layersSent?: number;
   layersReused?: number;
+  /** the top package layer went as a delta: on which full layer (chain key), what it changes, its size against the full layer's */
+  delta?: PlannedLayers['delta'];
   /** seconds per step */
   timings: Record<string, number>;
   seconds: number;
@@ -439,6 +445,7 @@ export function summarise(s: BuildState, seconds: number, imageSize?: number): B
     } : undefined,
     layersSent: s.sentLayers,
     layersReused: s.reusedLayers,
+    delta: s.delta,
     timings: s.timings,
     seconds,
   };

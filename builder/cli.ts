@@ -14,6 +14,7 @@ import {
   type BuildState, type BuildSummary,
 } from './build.js';
 import { PolicyViolationError } from './stages/policy.js';
+import { describeDelta } from './delta.js';
 import { describeLite } from './lite.js';
 import { formatSizeDelta } from './stages/diff.js';
 import { DIFF_HELP, DiffUsageError, diffCommand } from './stages/diff-cli.js';
@@ -45,7 +46,8 @@ Builds a distribution image: reads its layers (folders in place, or git refs),
 validates every package, merges them first-wins (printing what is shadowed),
 builds the registry base image if missing, puts one image layer per package
 layer on it (a layer the engine already holds from an earlier build of the
-same content is not sent again), adds Dockerfile.distribution, starts the
+same content is not sent again; a changed top layer goes as a small delta on
+an earlier image's when it can), adds Dockerfile.distribution, starts the
 image once with no network to check it serves every package from its baked
 indexes, and only then tags it <repo>:<distribution>, <repo>:<commit> and
 <repo>:<X.Y.Z> for each stack-version git tag on that commit.
@@ -56,6 +58,9 @@ Options:
   --save <file.tar>      docker save the tagged image(s) into one tar
   --no-cache             rebuild from scratch: load and validate every package
                          again, send every layer, rebuild the base image
+  --no-delta             send the top package layer whole, not as a delta on
+                         the one of an earlier image: the image ID is then the
+                         same for the same input on any machine
   --cache-dir <dir>      the builder's cache: packages validated and hashed
                          (by file stamps), git trees, base image configs
                          (default $EPR_BUILDER_CACHE, else ~/.cache/epr-builder)
@@ -97,12 +102,12 @@ Exit codes: 0 ok, 1 failed, 2 usage error.
 };
 
 interface BuildArgs {
-  names: string[]; all: boolean; push: boolean; save?: string; noCache: boolean; cacheDir?: string; json: boolean; repository?: string; help: boolean;
+  names: string[]; all: boolean; push: boolean; save?: string; noCache: boolean; noDelta: boolean; cacheDir?: string; json: boolean; repository?: string; help: boolean;
   allowOverwrite: boolean; allowRemoval: boolean; reason?: string; publishedFrom: PublishedFrom;
 }
 
 function parseBuildArgs(argv: string[]): BuildArgs {
-  const a: BuildArgs = { names: [], all: false, push: false, noCache: false, json: false, help: false, allowOverwrite: false, allowRemoval: false, publishedFrom: 'auto' };
+  const a: BuildArgs = { names: [], all: false, push: false, noCache: false, noDelta: false, json: false, help: false, allowOverwrite: false, allowRemoval: false, publishedFrom: 'auto' };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (flag: string) => {
@@ -114,6 +119,7 @@ function parseBuildArgs(argv: string[]): BuildArgs {
     else if (arg === '--all') a.all = true;
     else if (arg === '--push') a.push = true;
     else if (arg === '--no-cache') a.noCache = true;
+    else if (arg === '--no-delta') a.noDelta = true;
     else if (arg === '--cache-dir' || arg.startsWith('--cache-dir=')) a.cacheDir = path.resolve(value('--cache-dir'));
     else if (arg === '--json') a.json = true;
     else if (arg === '--save' || arg.startsWith('--save=')) a.save = value('--save');
@@ -205,6 +211,7 @@ async function build(argv: string[]): Promise<number> {
       ? `  vs published: +${v.added} added, -${v.removed} removed, ~${v.changed} changed, size ${formatSizeDelta(v.sizeDelta)} (${v.ref}, ${v.source})`
       : '  vs published: nothing published yet');
     if (s.lite) out(describeLite(s.lite));
+    if (s.delta) out(`  top layer as a delta: ${describeDelta(s.delta)}`);
     out(`  time: ${Object.entries(s.timings).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}`);
   }
   return 0;
@@ -221,7 +228,7 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       title: `definition ${d.file}`,
       task: (_c, task) => {
         s = newBuildState(d, {
-          push: args.push, save: args.save, noCache: args.noCache, cacheDir: args.cacheDir, repository: args.repository, log: (l) => log.current(l),
+          push: args.push, save: args.save, noCache: args.noCache, noDelta: args.noDelta, cacheDir: args.cacheDir, repository: args.repository, log: (l) => log.current(l),
           policyFlags: { allowOverwrite: args.allowOverwrite, allowRemoval: args.allowRemoval, reason: args.reason },
           publishedFrom: args.publishedFrom,
         });
@@ -264,7 +271,7 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       task: async (_c, task) => {
         if (show) log.current = (l) => { task.output = l; };
         const id = await buildDistributionImage(s, docker);
-        task.title = `build distribution image: ${id.slice(0, 19)}; package layers: ${s.sentLayers} sent, ${s.reusedLayers} unchanged; `
+        task.title = `build distribution image: ${id.slice(0, 19)}; package layers: ${s.sentLayers} sent${s.delta ? ` (${describeDelta(s.delta)})` : ''}, ${s.reusedLayers} unchanged; `
           + `its server started in ${((s.startCheck?.millis ?? 0) / 1000).toFixed(1)} s serving ${s.startCheck?.versions} package versions`;
       },
     },

@@ -7,6 +7,7 @@ import { byteCompare, relativePath } from '../server/packages/source.js';
 import { formatProblem } from '../server/packages/validate.js';
 import type { Package } from '../server/packages/package.js';
 import { LayerCache, loadLayerPackages, modelDigest, type LoadedPackage } from './package-cache.js';
+import { layerState, OPAQUE_MARK, whiteoutName, type DeltaPlan, type LayerState } from './delta.js';
 import { FIXED_MTIME, withParents, type TarEntry } from './tar.js';
 import type { MaterialisedLayer } from './sources.js';
 
@@ -61,6 +62,10 @@ export interface LayerContribution {
   packages: PackageRef[];
   /** sha256 naming the tar's exact bytes: same key, same image layer */
   key: string;
+  /** what the layer holds, package by package (a delta's base is compared with it) */
+  state: LayerState;
+  /** the tar of a delta layer that turns a full layer's packages into these (builder/delta.ts) */
+  deltaEntries(plan: DeltaPlan): TarEntry[];
 }
 
 /** Bumped whenever the layer tar layout changes, so that old layers are not reused. */
@@ -162,21 +167,27 @@ export async function mergeLayers(distribution: string, layers: MaterialisedLaye
  */
 function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Package) => PackageRef): LayerContribution {
   const key = crypto.createHash('sha256').update(`${LAYER_FORMAT}\0${modelDigest()}\0${l.name}\0`);
-  for (const { pkg: p, hash, bytes } of keep) key.update(`${relativePath(l.dir, p.source.location)}\0${p.kind}\0${bytes ?? hash}\n`);
+  const held = keep.map(({ pkg: p, hash, bytes }) => ({ path: relativePath(l.dir, p.source.location), kind: p.kind, digest: bytes ?? hash }));
+  for (const h of held) key.update(`${h.path}\0${h.kind}\0${h.digest}\n`);
   let entries: TarEntry[] | undefined;
   return {
     name: l.name,
     packages: keep.map((lp) => ref(lp.pkg)),
     key: key.digest('hex'),
+    state: layerState(l.name, held),
     get entries() { return (entries ??= layerEntries(l, keep)); },
+    deltaEntries: (plan) => layerEntries(l, keep, plan),
   };
 }
 
-function layerEntries(l: MaterialisedLayer, keep: LoadedPackage[]): TarEntry[] {
+/** The layer's tar entries: all its packages, or (with a delta plan) the packages it sends and its whiteouts. Always the whole baked index. */
+function layerEntries(l: MaterialisedLayer, keep: LoadedPackage[], delta?: DeltaPlan): TarEntry[] {
   const top = `packages/${l.name}`;
-  const files = new Map<string, { from: string; size: number }>();
+  const files = new Map<string, { from: string; size: number } | 'mark'>();
   const rel = (abs: string) => relativePath(l.dir, abs);
+  const sent = delta && new Set(delta.send);
   for (const { pkg: p } of keep) {
+    if (sent && !sent.has(rel(p.source.location))) continue;
     if (p.kind === 'zip') {
       for (const abs of [p.source.location, p.signatureFile].filter((x): x is string => x !== undefined)) {
         files.set(`${top}/${rel(abs)}`, { from: abs, size: fs.statSync(abs).size });
@@ -186,11 +197,14 @@ function layerEntries(l: MaterialisedLayer, keep: LoadedPackage[]): TarEntry[] {
       for (const f of p.source.files()) files.set(`${top}/${dir}/${f.path}`, { from: path.join(p.source.location, ...f.path.split('/')), size: f.size });
     }
   }
+  for (const dir of delta?.opaque ?? []) files.set(`${top}/${dir}/${OPAQUE_MARK}`, 'mark');
+  for (const gone of delta?.remove ?? []) files.set(whiteoutName(top, gone), 'mark');
   const index = Buffer.from(bakedIndexText(keep.map((lp) => bakedEntry(l.dir, lp.pkg, FIXED_MTIME))));
   const indexName = `${top}/${BAKED_INDEX_FILE}`;
   return withParents([top, ...files.keys(), indexName]).map((name): TarEntry => {
     if (name === indexName) return { name, type: 'file', size: index.length, data: index };
     const f = files.get(name);
+    if (f === 'mark') return { name, type: 'file', size: 0, data: Buffer.alloc(0) };
     return f ? { name, type: 'file', size: f.size, from: f.from } : { name, type: 'directory' };
   });
 }

@@ -18,7 +18,7 @@ import type Docker from 'dockerode';
 import { engine, ensureEngine, inspectImage, pullImage, removeContainer, runImage, untag, waitForHttp, withTimeout, type RunningContainer } from '../../builder/image.js';
 import { loadPackagePath } from '../../server/packages/index.js';
 import { mergeFirstWins } from '../../server/packages/precedence.js';
-import { cleanupTmp, tmpDir, writeDirPackage } from '../helpers/fixtures.js';
+import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage } from '../helpers/fixtures.js';
 import { PROJECT_ROOT } from '../helpers/server.js';
 import { CLI, cli, freePort, sh } from '../helpers/builder-cli.js';
 
@@ -205,6 +205,89 @@ describe('distribution images (Docker engine + registry)', function () {
     const fresh = await build('--no-cache');
     expect([fresh.layersSent, fresh.layersReused]).to.deep.equal([2, 0]);
     expect((await layersOf(fresh.image)).slice(n - 3, n - 1)).to.deep.equal(b.slice(n - 3, n - 1));
+  });
+
+  it('a few changed packages of a large top layer go as a delta that serves what the full layer serves', async () => {
+    const work = tmpDir('epr-it-delta-');
+    const cacheDir = tmpDir('epr-it-cache-');
+    const upper = path.join(work, 'upper');
+    writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0' });
+    const filler = { 'docs/extra.md': `${'filler line\n'.repeat(2000)}` };
+    for (const n of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) writeDirPackage(upper, { name: `delta_${n}`, version: '1.0.0', readme: `${n} first\n`, files: filler });
+    writeDirPackage(upper, { name: 'delta_a', version: '2.0.0', files: filler });
+    await writeZipPackage(upper, { name: 'delta_zip', version: '1.0.0' });
+    const file = path.join(work, 'itdelta.yml');
+    fs.writeFileSync(file, [
+      'name: itdelta', 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', 'layers:',
+      '  - name: lower', '    source:', `      directory: ${path.join(work, 'lower')}`,
+      '  - name: upper', '    source:', `      directory: ${upper}`,
+    ].join('\n'));
+    type Summary = { image: string; tags: string[]; layersSent: number; layersReused: number; delta?: { added: number; changed: number; removed: number; bytes: number; fullBytes: number } };
+    const build = async (...extra: string[]): Promise<Summary> => {
+      const r = await cli(['build', file, '--json', '--cache-dir', cacheDir, ...extra]);
+      expect(r.code, r.stderr).to.equal(0);
+      const summary = JSON.parse(r.stdout) as Summary;
+      for (const t of summary.tags) createdRefs.add(t);
+      return summary;
+    };
+    const layersOf = async (image: string) => (await inspectImage(docker, image))!.RootFS.Layers!;
+    const answers = async (image: string) => {
+      const c = await run(image);
+      const get = async (p: string) => { const r = await fetch(`${c.url}${p}`); return `${r.status} ${await r.text()}`; };
+      const out = {
+        search: await get('/search?all=true&prerelease=true'),
+        categories: await get('/categories?include_policy_templates=true'),
+        changed: await get('/package/delta_b/1.0.0/docs/README.md'),
+        dropped: await get('/package/delta_b/1.0.0/docs/extra.md'),
+        removedVersion: await get('/package/delta_a/2.0.0/'),
+        keptVersion: (await get('/package/delta_a/1.0.0/')).slice(0, 3),
+        removedName: await get('/package/delta_c/1.0.0/'),
+        removedZip: (await get('/epr/delta_zip/delta_zip-1.0.0.zip')).slice(0, 3),
+        added: (await get('/package/delta_z/1.0.0/')).slice(0, 3),
+      };
+      await stop(c);
+      return out;
+    };
+
+    const first = await build();
+    expect(first.delta).to.equal(undefined);
+    // one package changed (and lost a file), one added, a version, a whole package and a zip removed
+    fs.writeFileSync(path.join(upper, 'delta_b', '1.0.0', 'docs', 'README.md'), 'b second\n');
+    fs.rmSync(path.join(upper, 'delta_b', '1.0.0', 'docs', 'extra.md'));
+    writeDirPackage(upper, { name: 'delta_z', version: '1.0.0' });
+    fs.rmSync(path.join(upper, 'delta_a', '2.0.0'), { recursive: true });
+    fs.rmSync(path.join(upper, 'delta_c'), { recursive: true });
+    fs.rmSync(path.join(upper, 'delta_zip-1.0.0.zip'));
+    fs.rmSync(path.join(upper, 'delta_zip-1.0.0.zip.sig'));
+
+    const second = await build();
+    expect(second.delta, 'the top layer went as a delta').to.include({ added: 1, changed: 1, removed: 3 });
+    expect(second.delta!.bytes).to.be.below(second.delta!.fullBytes / 4);
+    expect([second.layersSent, second.layersReused]).to.deep.equal([1, 2]);
+    const [a, b] = [await layersOf(first.image), await layersOf(second.image)];
+    // the first image's layers, all of them, then the delta and the top layer
+    expect(b).to.have.length(a.length + 1);
+    expect(b.slice(0, a.length - 1)).to.deep.equal(a.slice(0, a.length - 1));
+    const viaDelta = await answers(second.image);
+    expect(viaDelta.changed).to.equal('200 b second\n');
+    expect(viaDelta.dropped).to.match(/^404 /);
+    expect(viaDelta.removedVersion).to.match(/^404 /);
+    expect(viaDelta.keptVersion).to.equal('200');
+    expect(viaDelta.removedName).to.match(/^404 /);
+    expect(viaDelta.removedZip).to.equal('404');
+    expect(viaDelta.added).to.equal('200');
+
+    // nothing changed: every layer reused, the delta included
+    const again = await build();
+    expect([again.layersSent, again.layersReused]).to.deep.equal([0, 3]);
+    expect((await layersOf(again.image)).slice(0, -1)).to.deep.equal(b.slice(0, -1));
+
+    // --no-delta: the top layer whole, and the very same answers
+    const whole = await build('--no-delta');
+    expect(whole.delta).to.equal(undefined);
+    expect([whole.layersSent, whole.layersReused]).to.deep.equal([1, 1]);
+    expect(await layersOf(whole.image)).to.have.length(a.length);
+    expect(await answers(whole.image)).to.deep.equal(viaDelta);
   });
 
   describe('tags from a git layer', () => {

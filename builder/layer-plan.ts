@@ -1,0 +1,122 @@
+import type Docker from 'dockerode';
+import { chainKeys, LAYER_KEYS_LABEL, type BaseImage } from './assemble.js';
+import { bareKey, bestReuse, DELTA_MARK, deltaBases, MAX_DELTA_SHARE, planDelta, readLayerState, saveLayerState, type LabelledImage } from './delta.js';
+import { inspectImage, TIMEOUTS, withTimeout } from './image.js';
+import type { LayerContribution } from './merge.js';
+import { tarSize, type TarEntry } from './tar.js';
+
+/**
+ * Which image layers a build reuses from the engine and which it sends:
+ * the longest run of package layers an image already holds is reused; of the
+ * rest, the top layer may go as a delta on a full layer an earlier image holds
+ * (builder/delta.ts); everything else is sent whole.
+ */
+
+export interface PlannedLayers {
+  /** image layers the engine holds, bottom first */
+  reused: Array<{ name: string; diffId: string; description: string }>;
+  /** image layers to send, in order above the reused ones */
+  sent: Array<{ name: string; entries: TarEntry[]; description: string }>;
+  /** the layer-keys label of the new image: one entry per package image layer */
+  labelEntries: string[];
+  /** the top layer went as a delta */
+  delta?: { base: string; added: number; changed: number; removed: number; bytes: number; fullBytes: number };
+}
+
+export interface PlanOptions {
+  /** send everything (--no-cache) */
+  reuse: boolean;
+  /** allow a delta for the top layer (not with --no-delta) */
+  delta: boolean;
+  cacheDir?: string;
+}
+
+const describeFull = (c: LayerContribution) => `${c.packages.length} package versions`;
+const describeDelta = (c: LayerContribution) => `${c.packages.length} package versions (delta on the layer below)`;
+const DESCRIBE_BASE = 'base of the delta above';
+
+/** The images in the engine with the layer-keys label, and their entries. */
+export async function labelledImages(docker: Docker): Promise<LabelledImage[]> {
+  const images = await withTimeout(docker.listImages({ filters: JSON.stringify({ label: [LAYER_KEYS_LABEL] }) } as Docker.ListImagesOptions), TIMEOUTS.quick, 'docker images');
+  return images.map((img) => ({ id: img.Id, entries: (img.Labels?.[LAYER_KEYS_LABEL] ?? '').split(',').filter(Boolean) }));
+}
+
+/** The package layers (diff IDs) of `image` above the base, the first `count` of them; undefined when it is not on this base. */
+async function packageDiffIds(docker: Docker, base: BaseImage, image: string, count: number): Promise<string[] | undefined> {
+  const info = await inspectImage(docker, image);
+  const layers = info?.RootFS?.Layers ?? [];
+  if (!info || layers.length < base.diffIds.length + count || base.diffIds.some((d, i) => layers[i] !== d)) return undefined;
+  return layers.slice(base.diffIds.length, base.diffIds.length + count);
+}
+
+/** How the image entries of a reused run map to this build's layers, for the image history. */
+function describeReused(entries: string[], keys: string[], contributions: LayerContribution[]): Array<{ name: string; description: string }> {
+  let i = -1;
+  return entries.map((e) => {
+    if (!e.startsWith(DELTA_MARK)) i++;
+    const c = contributions[i];
+    if (e.startsWith(DELTA_MARK)) return { name: c.name, description: describeDelta(c) };
+    return { name: c.name, description: bareKey(e) === keys[i] ? describeFull(c) : DESCRIBE_BASE };
+  });
+}
+
+export async function planLayers(docker: Docker, base: BaseImage, contributions: LayerContribution[], opts: PlanOptions): Promise<PlannedLayers> {
+  const keys = chainKeys(base.id, contributions.map((c) => c.key));
+  const n = contributions.length;
+  const whole = (from: number) => contributions.slice(from).map((c) => ({ name: c.name, entries: c.entries, description: describeFull(c) }));
+  if (!opts.reuse) return { reused: [], sent: whole(0), labelEntries: keys };
+
+  // without deltas, only layers sent whole are taken
+  const wholeOnly = (e: string[]) => (e.some((x) => x.startsWith(DELTA_MARK)) ? e.slice(0, e.findIndex((x) => x.startsWith(DELTA_MARK))) : e);
+  const images = (await labelledImages(docker)).map((img) => (opts.delta ? img : { ...img, entries: wholeOnly(img.entries) }));
+  const best = bestReuse(images, keys);
+  const reusedIds = best.image ? await packageDiffIds(docker, base, best.image.id, best.layers) : [];
+  let plan: PlannedLayers = { reused: [], sent: whole(0), labelEntries: keys };
+  if (best.image && reusedIds) {
+    const entries = best.image.entries.slice(0, best.layers);
+    plan = {
+      reused: describeReused(entries, keys, contributions).map((d, j) => ({ ...d, diffId: reusedIds[j] })),
+      sent: whole(best.count),
+      labelEntries: [...entries, ...keys.slice(best.count)],
+    };
+  }
+  if (opts.delta && best.count < n) plan = await withDelta(docker, base, contributions, keys, images, opts.cacheDir) ?? plan;
+  remember(plan, keys, contributions, opts.cacheDir);
+  return plan;
+}
+
+/** The top layer as a delta on the base that gives the smallest one, when one is small enough. */
+async function withDelta(docker: Docker, base: BaseImage, contributions: LayerContribution[], keys: string[], images: LabelledImage[], cacheDir: string | undefined): Promise<PlannedLayers | undefined> {
+  const n = contributions.length;
+  const top = contributions[n - 1];
+  let best: { entries: TarEntry[]; bytes: number; from: (typeof candidates)[number]; plan: NonNullable<ReturnType<typeof planDelta>> } | undefined;
+  const candidates = deltaBases(images, n > 1 ? keys[n - 2] : undefined, keys[n - 1]);
+  for (const cand of candidates) {
+    const state = readLayerState(cacheDir, cand.key);
+    const plan = state && planDelta(state.packages, top.state.packages);
+    if (!plan) continue;
+    const entries = top.deltaEntries(plan);
+    const bytes = tarSize(entries);
+    if (!best || bytes < best.bytes) best = { entries, bytes, from: cand, plan };
+  }
+  if (!best) return undefined;
+  const fullBytes = tarSize(top.entries);
+  if (best.bytes > fullBytes * MAX_DELTA_SHARE) return undefined;
+  const ids = await packageDiffIds(docker, base, best.from.image, best.from.entries.length);
+  if (!ids) return undefined;
+  const reused = describeReused(best.from.entries, keys, contributions).map((d, j) => ({ ...d, diffId: ids[j] }));
+  return {
+    reused,
+    sent: [{ name: top.name, entries: best.entries, description: describeDelta(top) }],
+    labelEntries: [...best.from.entries, `${DELTA_MARK}${keys[n - 1]}`],
+    delta: { base: best.from.key, added: best.plan.added, changed: best.plan.changed, removed: best.plan.removed, bytes: best.bytes, fullBytes },
+  };
+}
+
+/** Keeps what each whole layer of the image holds, so a later build can send a delta against it. */
+function remember(plan: PlannedLayers, keys: string[], contributions: LayerContribution[], cacheDir: string | undefined): void {
+  plan.labelEntries.forEach((e) => {
+    const i = keys.indexOf(e);
+    if (i >= 0) saveLayerState(cacheDir, e, contributions[i].state, { onlyIfMissing: true });
+  });
+}
