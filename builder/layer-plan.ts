@@ -63,7 +63,8 @@ function describeReused(entries: string[], keys: string[], contributions: LayerC
 export async function planLayers(docker: Docker, base: BaseImage, contributions: LayerContribution[], opts: PlanOptions): Promise<PlannedLayers> {
   const keys = chainKeys(base.id, contributions.map((c) => c.key));
   const n = contributions.length;
-  const whole = (from: number) => contributions.slice(from).map((c) => ({ name: c.name, entries: c.entries, description: describeFull(c) }));
+  // listed only if sent
+  const whole = (from: number) => contributions.slice(from).map((c) => ({ name: c.name, get entries() { return c.entries; }, description: describeFull(c) }));
   if (!opts.reuse) return { reused: [], sent: whole(0), labelEntries: keys };
 
   // without deltas, only layers sent whole are taken
