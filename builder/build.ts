@@ -85,6 +85,10 @@ export interface BuildState {
   startCheck?: StartCheck;
   /** seconds per step of the image build: where the time goes */
   timings: Record<string, number>;
+  /** the check of the layers the merge took on trust, running while the image is made */
+  verification?: Promise<boolean>;
+  /** what that check found: the image was kept, or made again from the files */
+  speculation?: 'confirmed' | 'redone';
 }
 
 /** Runs one step, adding its seconds to s.timings[name]. */
@@ -142,14 +146,25 @@ export async function readLayers(s: BuildState): Promise<void> {
   s.tags = imageTags({ repository: repositoryOf(s), distribution: s.distribution.name, commit: clean ? s.commit : 'unknown', gitTags: clean ? s.stackVersions : [] });
 }
 
-export async function validateAndMerge(s: BuildState): Promise<string[]> {
+/**
+ * Validates and merges the layers. Unless --no-cache, the layers below the
+ * top one (production and staging under snapshot: the largest, and the ones
+ * that change least in a snapshot build) are taken from the package cache on
+ * trust, and checked against their files in worker threads while the image
+ * is made and started; if one did change, the image is made again from the
+ * files (buildDistributionImage). Nothing is tagged before the check.
+ */
+export async function validateAndMerge(s: BuildState, opts: { trust?: boolean } = {}): Promise<string[]> {
   const sel = s.distribution.select;
+  const trust = opts.trust !== false && !s.opts.noCache ? s.layers.slice(0, -1).map((l) => l.name) : [];
   s.merge = await timed(s, 'validate and merge', () => mergeLayers(s.distribution.name, s.layers, {
     cacheDir: cacheDirOf(s),
     readCache: !s.opts.noCache,
     log: s.opts.log,
+    trust,
     ...(sel ? { select: (winners) => selectVersions(winners, sel, s.distribution.file).keys } : {}),
   }));
+  s.verification = s.merge.verification;
   return describeShadows(s.merge.report);
 }
 
@@ -339,6 +354,21 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   }));
   const imageId = s.imageId;
   s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, imageId, { versions: merge.served.length, paths: s.layers.length }));
+  const verification = s.verification;
+  s.verification = undefined;
+  if (verification) {
+    if (await timed(s, 'check of the layers taken on trust', () => verification)) {
+      s.speculation = 'confirmed';
+    } else {
+      s.speculation = 'redone';
+      s.opts.log(`layer ${merge.trusted.join(', ')} changed since the last build: making the image again from its files`);
+      await dropTempTag(s, docker);
+      s.imageId = undefined;
+      await validateAndMerge(s, { trust: false });
+      await checkPolicy(s, docker);
+      return buildDistributionImage(s, docker);
+    }
+  }
   return imageId;
 }
 
@@ -410,6 +440,8 @@ export interface BuildSummary {
   lite?: LiteSizes;
   /** what this build changes against the last published image (none: nothing published yet) */
   vsPublished?: { ref: string; source: 'local' | 'registry'; image: string; added: number; removed: number; changed: number; sizeDelta: number; diff: PackageDiff };
+  /** the layers below the top were taken on trust: confirmed, or the image was made again */
+  speculation?: 'confirmed' | 'redone';
   /** package layers sent to the engine, and reused from it unchanged */
   layersSent?: number;
   layersReused?: number;
@@ -443,6 +475,7 @@ export function summarise(s: BuildState, seconds: number, imageSize?: number): B
     vsPublished: pub && diff ? {
       ref: pub.ref, source: pub.source, image: pub.image, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, sizeDelta: (imageSize ?? pub.size) - pub.size, diff,
     } : undefined,
+    speculation: s.speculation,
     layersSent: s.sentLayers,
     layersReused: s.reusedLayers,
     delta: s.delta,

@@ -6,7 +6,7 @@ import { mergeFirstWins } from '../server/packages/precedence.js';
 import { byteCompare, relativePath } from '../server/packages/source.js';
 import { formatProblem } from '../server/packages/validate.js';
 import type { Package } from '../server/packages/package.js';
-import { LayerCache, loadLayerPackages, modelDigest, type LoadedPackage } from './package-cache.js';
+import { LayerCache, loadLayerPackages, modelDigest, unchangedSinceCache, type LoadedPackage } from './package-cache.js';
 import { layerState, OPAQUE_MARK, whiteoutName, type DeltaPlan, type LayerState } from './delta.js';
 import { FIXED_MTIME, withParents, type TarEntry } from './tar.js';
 import type { MaterialisedLayer } from './sources.js';
@@ -80,6 +80,10 @@ export interface MergeResult {
   packagesDigest: string;
   /** package versions the layers serve before a selection (= served.length without one) */
   available: number;
+  /** layers taken from the cache on trust (MergeOptions.trust) */
+  trusted: string[];
+  /** the check of those layers against their files, running meanwhile: false when one changed */
+  verification?: Promise<boolean>;
 }
 
 /** Where staged files came from, for error messages: the staging path is replaced by the source. */
@@ -96,6 +100,12 @@ export interface MergeOptions {
   /** one line per layer: how many packages came from the cache */
   log?: (line: string) => void;
   /**
+   * Layers taken from the cache without looking at their files (when it has
+   * them): the caller must then wait for MergeResult.verification before it
+   * keeps anything built from this result.
+   */
+  trust?: string[];
+  /**
    * A lite distribution: the `<name>-<version>` keys to keep, chosen among the
    * merged winners. Every copy of any other version is left out of its layer.
    */
@@ -105,17 +115,24 @@ export interface MergeOptions {
 export async function mergeLayers(distribution: string, layers: MaterialisedLayer[], opts: MergeOptions = {}): Promise<MergeResult> {
   const loaded: LoadedPackage[][] = [];
   const problems: string[] = [];
+  const trusted: string[] = [];
+  const checks: Array<Promise<boolean>> = [];
   for (const l of layers) {
     const cache = LayerCache.open(opts.cacheDir, l.dir, opts.readCache !== false);
-    const r = await loadLayerPackages(l.dir, cache, { immutable: l.immutable });
+    const r = await loadLayerPackages(l.dir, cache, { fromCache: l.immutable || opts.trust?.includes(l.name) });
     loaded.push(r.packages);
+    if (r.fromCache && !l.immutable) {
+      trusted.push(l.name);
+      // started now, so that the walk overlaps the other layers, the merge and the image
+      checks.push(unchangedSinceCache(l.dir, cache).catch(() => false));
+    }
     for (const f of r.failures) problems.push(...f.problems.map((p) => `layer ${l.name}: ${originOf(formatProblem(p), layers)}`));
     // the registry refuses zip packages without a signature by default: catch it here, not at start-up
     for (const { pkg: p } of r.packages) {
       if (p.kind === 'zip' && !p.signatureFile) problems.push(`layer ${l.name}: ${originOf(`${p.source.location}.sig`, layers)}: signature is missing`);
     }
     const unsaved = r.failures.length === 0 ? cache.save() : undefined;
-    opts.log?.(`layer ${l.name}: ${r.packages.length + r.failures.length} packages, ${cache.hits} unchanged since the last build${unsaved ? `; ${unsaved}` : ''}`);
+    opts.log?.(`layer ${l.name}: ${r.packages.length + r.failures.length} packages, ${r.fromCache && !l.immutable ? 'taken on trust from the last build (checked while the image is made)' : `${cache.hits} unchanged since the last build`}${unsaved ? `; ${unsaved}` : ''}`);
   }
   if (problems.length > 0) throw new InvalidPackagesError(problems);
 
@@ -151,6 +168,8 @@ export async function mergeLayers(distribution: string, layers: MaterialisedLaye
     report: { distribution, layers: layers.map((l) => l.name), shadowed },
     packagesDigest: packagesDigest(served),
     available: merged.winners.length,
+    trusted,
+    verification: checks.length > 0 ? Promise.all(checks).then((ok) => ok.every(Boolean)) : undefined,
   };
 }
 
@@ -219,3 +238,4 @@ export function packagesDigest(list: Array<{ name: string; version: string; hash
 export function describeShadows(report: ShadowReport): string[] {
   return report.shadowed.map((s) => `${s.name} ${s.version}: ${s.winner.layer} (${s.winner.kind}) hides ${s.hidden.layer} (${s.hidden.kind}), content ${s.differs ? 'DIFFERS' : 'identical'} (${s.winner.hash.slice(7, 19)} vs ${s.hidden.hash.slice(7, 19)})`);
 }
+

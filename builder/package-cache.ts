@@ -5,9 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { packageFromBaked } from '../server/packages/baked.js';
 import { PackageLoadError, type Package } from '../server/packages/package.js';
-import { scanPackagePath } from '../server/packages/scan.js';
+import { listScanFolders, scanPackagePath } from '../server/packages/scan.js';
 import { byteCompare, relativePath } from '../server/packages/source.js';
-import type { CacheEntry, LoadInput, LoadResult, WireFile } from './package-tasks.js';
+import { folderStamp, type CacheEntry, type LoadInput, type LoadResult, type WireFile } from './package-tasks.js';
 import { shareOut } from './thread-pool.js';
 
 /**
@@ -56,13 +56,6 @@ export function modelDigest(): string {
   }
   modelDigestMemo = h.digest('hex');
   return modelDigestMemo;
-}
-
-/** The stamps of a package folder's files: any change to a name, size or time changes it. */
-function folderStamp(files: WireFile[]): string {
-  const h = crypto.createHash('sha256');
-  for (const [p, size, ms] of files) h.update(`${p}\0${size}\0${ms}\n`);
-  return h.digest('hex');
 }
 
 async function fileStamp(file: string): Promise<string> {
@@ -134,16 +127,17 @@ export class LayerCache {
  * order (zips, then folders), taking unchanged packages from the cache. The
  * walks and the loading of changed packages are shared out between cores.
  */
-export async function loadLayerPackages(root: string, cache: LayerCache, opts: { immutable?: boolean } = {}): Promise<{ packages: LoadedPackage[]; failures: PackageLoadError[] }> {
-  // a folder nothing writes to (a git tree extracted by its id): what the last build loaded is what it holds
-  if (opts.immutable && cache.entries().length > 0) {
+export async function loadLayerPackages(root: string, cache: LayerCache, opts: { fromCache?: boolean } = {}): Promise<{ packages: LoadedPackage[]; failures: PackageLoadError[]; fromCache?: boolean }> {
+  // a folder nothing writes to (a git tree extracted by its id), or one taken on trust while
+  // unchangedSinceCache checks it: what the last build loaded is what it holds
+  if (opts.fromCache && cache.entries().length > 0) {
     const packages: LoadedPackage[] = [];
     for (const [rel, entry] of cache.entries()) {
       cache.hits++;
       cache.put(rel, entry);
       packages.push({ pkg: await packageFromBaked(root, entry.baked), hash: entry.hash, bytes: entry.bytes });
     }
-    return { packages, failures: [] };
+    return { packages, failures: [], fromCache: true };
   }
   const found = scanPackagePath(root);
   const walked = await shareOut('walk', found.directories);
@@ -175,4 +169,22 @@ export async function loadLayerPackages(root: string, cache: LayerCache, opts: {
     }
   }
   return { packages, failures };
+}
+
+/**
+ * Whether a folder still holds exactly what its cache describes (the same
+ * packages, every file with the same stamps), loading nothing. The listing
+ * is asynchronous and the walks run in worker threads only, so that this
+ * thread goes on making the image meanwhile.
+ */
+export async function unchangedSinceCache(root: string, cache: LayerCache): Promise<boolean> {
+  const cached = new Map(cache.entries());
+  if (cached.size === 0) return false;
+  const found = scanPackagePath(root, await listScanFolders(root));
+  if (found.zips.length + found.directories.length !== cached.size) return false;
+  for (const abs of found.zips) {
+    if (cached.get(relativePath(root, abs))?.stamp !== `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}`) return false;
+  }
+  const stamps = await shareOut('stamp', found.directories, { background: true });
+  return found.directories.every((abs, i) => cached.get(relativePath(root, abs))?.stamp === stamps[i]);
 }

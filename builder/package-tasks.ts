@@ -31,6 +31,19 @@ export function walkTask(dir: string): WalkResult {
   }
 }
 
+/** The stamps of a package folder's files: any change to a name, size or time changes it. */
+export function folderStamp(files: WireFile[]): string {
+  const h = crypto.createHash('sha256');
+  for (const [p, size, ms] of files) h.update(`${p}\0${size}\0${ms}\n`);
+  return h.digest('hex');
+}
+
+/** A package folder's stamp, or undefined when it cannot be walked. */
+export function stampTask(dir: string): string | undefined {
+  const w = walkTask(dir);
+  return 'files' in w ? folderStamp(w.files) : undefined;
+}
+
 export function fromWire(files: WireFile[]): PackageFile[] {
   return files.map(([p, size, ms]) => ({ path: p, size, mtime: new Date(ms) }));
 }

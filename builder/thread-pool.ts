@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { loadTask, walkTask, type LoadInput, type LoadResult, type WalkResult } from './package-tasks.js';
+import { loadTask, stampTask, walkTask, type LoadInput, type LoadResult, type WalkResult } from './package-tasks.js';
 
 /**
  * Shares a list of independent jobs between this thread and worker threads,
@@ -12,6 +12,7 @@ import { loadTask, walkTask, type LoadInput, type LoadResult, type WalkResult } 
 
 const TASKS = {
   walk: async (items: string[]): Promise<WalkResult[]> => items.map(walkTask),
+  stamp: async (items: string[]): Promise<Array<string | undefined>> => items.map(stampTask),
   load: async (items: LoadInput[]): Promise<LoadResult[]> => {
     const out: LoadResult[] = [];
     for (const i of items) out.push(await loadTask(i));
@@ -32,23 +33,29 @@ const MIN_PER_THREAD = 32;
  */
 const EXTRA_THREADS: Record<TaskName, () => number> = {
   walk: () => Math.max(3, os.availableParallelism() - 1),
+  stamp: () => Math.max(3, os.availableParallelism() - 1),
   load: () => os.availableParallelism() - 1,
 };
 
-export async function shareOut<T extends TaskName>(task: T, items: Array<In<T>>): Promise<Array<Out<T>>> {
+/**
+ * `background`: this thread takes no share, so that it stays free for other
+ * work (streaming an image) while the workers run.
+ */
+export async function shareOut<T extends TaskName>(task: T, items: Array<In<T>>, opts: { background?: boolean } = {}): Promise<Array<Out<T>>> {
   const run = TASKS[task] as unknown as (x: Array<In<T>>) => Promise<Array<Out<T>>>;
-  const workers = Math.max(0, Math.min(EXTRA_THREADS[task](), Math.floor(items.length / MIN_PER_THREAD) - 1));
-  if (workers === 0) return run(items);
-  const share = Math.ceil(items.length / (workers + 1));
-  const parts = Array.from({ length: workers + 1 }, (_, i) => items.slice(i * share, (i + 1) * share));
-  const remote = parts.slice(1).map((part) => new Promise<Array<Out<T>>>((resolve, reject) => {
+  const local = opts.background ? 0 : 1;
+  const workers = opts.background ? Math.max(1, EXTRA_THREADS[task]()) : Math.max(0, Math.min(EXTRA_THREADS[task](), Math.floor(items.length / MIN_PER_THREAD) - 1));
+  if (workers === 0 || items.length === 0) return run(items);
+  const share = Math.ceil(items.length / (workers + local));
+  const parts = Array.from({ length: workers + local }, (_, i) => items.slice(i * share, (i + 1) * share));
+  const remote = parts.slice(local).map((part) => new Promise<Array<Out<T>>>((resolve, reject) => {
     const w = new Worker(new URL(import.meta.url), { workerData: { task, items: part } });
     w.once('message', (m: Array<Out<T>>) => { resolve(m); void w.terminate(); });
     w.once('error', reject);
     w.once('exit', (code) => { if (code !== 0) reject(new Error(`${task} worker exited with code ${code}`)); });
   }));
-  const local = await run(parts[0]);
-  return [local, ...await Promise.all(remote)].flat();
+  const mine = local ? await run(parts[0]) : [];
+  return [mine, ...await Promise.all(remote)].flat();
 }
 
 if (!isMainThread && parentPort && workerData?.task in TASKS) {

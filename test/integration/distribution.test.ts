@@ -165,7 +165,8 @@ describe('distribution images (Docker engine + registry)', function () {
   it('a rebuild after one package of the last layer changed sends only that layer, and serves the change', async () => {
     const work = tmpDir('epr-it-reuse-');
     const cacheDir = tmpDir('epr-it-cache-');
-    writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0' });
+    // content of this run only: layers of earlier runs in the engine are not reused
+    writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0', readme: `lower ${Date.now()}\n` });
     writeDirPackage(path.join(work, 'upper'), { name: 'upper_pkg', version: '1.0.0', readme: 'first\n' });
     const file = path.join(work, 'itreuse.yml');
     fs.writeFileSync(file, [
@@ -173,7 +174,7 @@ describe('distribution images (Docker engine + registry)', function () {
       '  - name: lower', '    source:', `      directory: ${path.join(work, 'lower')}`,
       '  - name: upper', '    source:', `      directory: ${path.join(work, 'upper')}`,
     ].join('\n'));
-    type Summary = { image: string; tags: string[]; layersSent: number; layersReused: number; timings: Record<string, number> };
+    type Summary = { image: string; tags: string[]; layersSent: number; layersReused: number; speculation?: string; timings: Record<string, number> };
     const build = async (...extra: string[]): Promise<Summary> => {
       const r = await cli(['build', file, '--json', '--cache-dir', cacheDir, ...extra]);
       expect(r.code, r.stderr).to.equal(0);
@@ -188,6 +189,8 @@ describe('distribution images (Docker engine + registry)', function () {
     fs.appendFileSync(path.join(work, 'upper', 'upper_pkg', '1.0.0', 'docs', 'README.md'), 'second\n');
     const second = await build();
     expect([second.layersSent, second.layersReused]).to.deep.equal([1, 1]);
+    // the lower layer was taken from the cache on trust, and its files confirmed it
+    expect(second.speculation).to.equal('confirmed');
     const [a, b] = [await layersOf(first.image), await layersOf(second.image)];
     const n = a.length;
     expect(b).to.have.length(n);
@@ -201,17 +204,27 @@ describe('distribution images (Docker engine + registry)', function () {
     const again = await build();
     expect([again.layersSent, again.layersReused]).to.deep.equal([0, 2]);
     expect((await layersOf(again.image)).slice(0, n - 1)).to.deep.equal(b.slice(0, n - 1));
+
+    // a change in the layer taken on trust is found while the image is made, and the image is made again
+    fs.appendFileSync(path.join(work, 'lower', 'lower_pkg', '1.0.0', 'docs', 'README.md'), 'lower changed\n');
+    const lower = await build();
+    expect(lower.speculation).to.equal('redone');
+    expect([lower.layersSent, lower.layersReused]).to.deep.equal([2, 0]);
+    const c2 = await run(lower.image);
+    expect(await (await fetch(`${c2.url}/package/lower_pkg/1.0.0/docs/README.md`)).text()).to.match(/lower changed\n$/);
+    await stop(c2);
+    const b2 = await layersOf(lower.image);
     // --no-cache reads and sends everything again (the base image is rebuilt too), and gets the same package layers
     const fresh = await build('--no-cache');
     expect([fresh.layersSent, fresh.layersReused]).to.deep.equal([2, 0]);
-    expect((await layersOf(fresh.image)).slice(n - 3, n - 1)).to.deep.equal(b.slice(n - 3, n - 1));
+    expect((await layersOf(fresh.image)).slice(n - 3, n - 1)).to.deep.equal(b2.slice(n - 3, n - 1));
   });
 
   it('a few changed packages of a large top layer go as a delta that serves what the full layer serves', async () => {
     const work = tmpDir('epr-it-delta-');
     const cacheDir = tmpDir('epr-it-cache-');
     const upper = path.join(work, 'upper');
-    writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0' });
+    writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0', readme: `lower ${Date.now()}\n` });
     const filler = { 'docs/extra.md': `${'filler line\n'.repeat(2000)}` };
     for (const n of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) writeDirPackage(upper, { name: `delta_${n}`, version: '1.0.0', readme: `${n} first\n`, files: filler });
     writeDirPackage(upper, { name: 'delta_a', version: '2.0.0', files: filler });
@@ -250,7 +263,7 @@ describe('distribution images (Docker engine + registry)', function () {
     };
 
     const first = await build();
-    expect(first.delta).to.equal(undefined);
+    expect([first.delta, first.layersSent]).to.deep.equal([undefined, 2]);
     // one package changed (and lost a file), one added, a version, a whole package and a zip removed
     fs.writeFileSync(path.join(upper, 'delta_b', '1.0.0', 'docs', 'README.md'), 'b second\n');
     fs.rmSync(path.join(upper, 'delta_b', '1.0.0', 'docs', 'extra.md'));
