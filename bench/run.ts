@@ -148,7 +148,13 @@ function toMs(v: string): number {
   return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
 }
 
+/** A measured wrk run, after an unmeasured second of the same load (the JIT, caches and connections warm up for both servers alike). */
 async function wrk(url: string, o: Options): Promise<WrkResult> {
+  await wrkRun(url, { ...o, duration: 1 });
+  return wrkRun(url, o);
+}
+
+async function wrkRun(url: string, o: Options): Promise<WrkResult> {
   const child = spawn('wrk', ['-t2', `-c${o.connections}`, `-d${o.duration}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -352,7 +358,7 @@ async function main(): Promise<void> {
   const md = [
     `## Benchmark ${when}${o.smoke ? ' (smoke)' : ''}`,
     '',
-    `Corpus: ${corpus.versions} package versions (${o.packages} packages x ${o.versions} versions over ${LAYERS.join(', ')}), ${corpus.files} files, ${fmt(corpus.bytes / 1e6, 0)} MB. Machine: ${os.cpus().length} cores, Node ${process.version}, load average ${fmt(loadBefore, 2)} when the run began (other work on the machine makes every figure slower). Load: wrk -t2 -c${o.connections} -d${o.duration}s on 127.0.0.1 (sharing the cores with the server).`,
+    `Corpus: ${corpus.versions} package versions (${o.packages} packages x ${o.versions} versions over ${LAYERS.join(', ')}), ${corpus.files} files, ${fmt(corpus.bytes / 1e6, 0)} MB. Machine: ${os.cpus().length} cores, Node ${process.version}, load average ${fmt(loadBefore, 2)} when the run began (other work on the machine makes every figure slower). Load: wrk -t2 -c${o.connections} -d${o.duration}s on 127.0.0.1 (sharing the cores with the server), after one unmeasured second of the same load.`,
     '',
     '| start-up | ready (first /health 200) | RSS after start |',
     '|---|---|---|',

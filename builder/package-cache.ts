@@ -67,6 +67,11 @@ async function fileStamp(file: string): Promise<string> {
   }
 }
 
+/** A zip package's stamp: the zip's and its signature's. */
+async function zipStamp(zip: string): Promise<string> {
+  return `${await fileStamp(zip)}/${await fileStamp(`${zip}.sig`)}`;
+}
+
 /** One layer folder's cache: read at open, written back (only what the layer still holds) by save(). */
 export class LayerCache {
   private readonly fresh = new Map<string, CacheEntry>();
@@ -142,7 +147,7 @@ export async function loadLayerPackages(root: string, cache: LayerCache, opts: {
   const found = scanPackagePath(root);
   const walked = await shareOut('walk', found.directories);
   const items: Array<{ abs: string; rel: string; stamp: string; kind: 'zip' | 'directory'; files?: WireFile[]; error?: PackageLoadError }> = [];
-  for (const abs of found.zips) items.push({ abs, rel: relativePath(root, abs), kind: 'zip', stamp: `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}` });
+  for (const abs of found.zips) items.push({ abs, rel: relativePath(root, abs), kind: 'zip', stamp: await zipStamp(abs) });
   found.directories.forEach((abs, i) => {
     const w = walked[i];
     if ('error' in w) items.push({ abs, rel: relativePath(root, abs), kind: 'directory', stamp: '', error: new PackageLoadError(abs, [{ file: w.file ?? abs, message: w.error }]) });
@@ -183,7 +188,7 @@ export async function unchangedSinceCache(root: string, cache: LayerCache): Prom
   const found = scanPackagePath(root, await listScanFolders(root));
   if (found.zips.length + found.directories.length !== cached.size) return false;
   for (const abs of found.zips) {
-    if (cached.get(relativePath(root, abs))?.stamp !== `${await fileStamp(abs)}/${await fileStamp(`${abs}.sig`)}`) return false;
+    if (cached.get(relativePath(root, abs))?.stamp !== await zipStamp(abs)) return false;
   }
   const stamps = await shareOut('stamp', found.directories, { background: true });
   return found.directories.every((abs, i) => cached.get(relativePath(root, abs))?.stamp === stamps[i]);
