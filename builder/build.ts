@@ -340,25 +340,33 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   // the temporary tag keeps the image alive until the real tags are on it
   s.tempTag = `${TEMP_REPOSITORY}:${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
   const tag = s.tempTag;
-  s.imageId = await timed(s, 'package layers and Dockerfile.distribution (docker load)', () => assembleImage(docker, {
-    base,
-    reused: planned.reused,
-    layers: planned.sent,
-    top: topEntries(df, context),
-    env: df.env,
-    topHistory: df.history,
-    labels: { ...Object.fromEntries(df.labels), ...labels },
-    created: commitTime(s),
-    tag,
-    onProgress: s.opts.log,
-  }));
-  const imageId = s.imageId;
-  s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, imageId, { versions: merge.served.length, paths: s.layers.length }));
+  let failure: unknown;
+  try {
+    s.imageId = await timed(s, 'package layers and Dockerfile.distribution (docker load)', () => assembleImage(docker, {
+      base,
+      reused: planned.reused,
+      layers: planned.sent,
+      top: topEntries(df, context),
+      env: df.env,
+      topHistory: df.history,
+      labels: { ...Object.fromEntries(df.labels), ...labels },
+      created: commitTime(s),
+      tag,
+      onProgress: s.opts.log,
+    }));
+    const imageId = s.imageId;
+    s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, imageId, { versions: merge.served.length, paths: s.layers.length }));
+  } catch (err) {
+    // a lower layer that changed under the trust can be what failed (a file changed while packed, a stale index)
+    if (!s.verification) throw err;
+    failure = err;
+  }
   const verification = s.verification;
   s.verification = undefined;
   if (verification) {
     if (await timed(s, 'check of the layers taken on trust', () => verification)) {
       s.speculation = 'confirmed';
+      if (failure) throw failure;
     } else {
       s.speculation = 'redone';
       s.opts.log(`layer ${merge.trusted.join(', ')} changed since the last build: making the image again from its files`);
@@ -369,7 +377,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
       return buildDistributionImage(s, docker);
     }
   }
-  return imageId;
+  return s.imageId!;
 }
 
 /** A lite build: its size against the full image of the distribution it selects from, if that is in the engine. */
