@@ -92,10 +92,12 @@ async function withDelta(docker: Docker, base: BaseImage, contributions: LayerCo
   const top = contributions[n - 1];
   let best: { entries: TarEntry[]; bytes: number; from: (typeof candidates)[number]; plan: NonNullable<ReturnType<typeof planDelta>> } | undefined;
   const candidates = deltaBases(images, n > 1 ? keys[n - 2] : undefined, keys[n - 1]);
+  const packages = Object.keys(top.state.packages).length;
   for (const cand of candidates) {
     const state = readLayerState(cacheDir, cand.key);
     const plan = state && planDelta(state.packages, top.state.packages);
-    if (!plan) continue;
+    // listing a delta costs as much as listing the layer: first a cheap look at how much of the layer it sends
+    if (!plan || plan.send.length > packages * MAX_DELTA_SHARE) continue;
     const entries = top.deltaEntries(plan);
     const bytes = tarSize(entries);
     if (!best || bytes < best.bytes) best = { entries, bytes, from: cand, plan };
