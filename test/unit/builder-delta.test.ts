@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { bestReuse, DELTA_MARK, deltaBases, layerState, OPAQUE_MARK, planDelta, readLayerState, saveLayerState, WHITEOUT_PREFIX, whiteoutName } from '../../builder/delta.js';
+import { bestReuse, DELTA_MARK, deltaBases, KEEP_LAYER_STATES, layerState, OPAQUE_MARK, planDelta, readLayerState, saveLayerState, WHITEOUT_PREFIX, whiteoutName } from '../../builder/delta.js';
 import { mergeLayers } from '../../builder/merge.js';
 import type { MaterialisedLayer } from '../../builder/sources.js';
 import type { TarEntry } from '../../builder/tar.js';
@@ -105,6 +105,19 @@ describe('builder: delta layers', () => {
       const file = path.join(tmpDir('delta-cache-'), 'a-file');
       fs.writeFileSync(file, '');
       expect(() => saveLayerState(file, 'key1', s)).to.not.throw();
+    });
+
+    it('keeps only the most recent layer states', () => {
+      const dir = tmpDir('delta-cache-');
+      const s = layerState('snapshot', []);
+      for (let i = 0; i < KEEP_LAYER_STATES + 5; i++) {
+        saveLayerState(dir, `key${i}`, s);
+        // written in order, a second apart
+        fs.utimesSync(path.join(dir, 'layer-states', `key${i}.json`), 1_700_000_000 + i, 1_700_000_000 + i);
+      }
+      expect(fs.readdirSync(path.join(dir, 'layer-states'))).to.have.length(KEEP_LAYER_STATES);
+      expect(readLayerState(dir, 'key0')).to.equal(undefined);
+      expect(readLayerState(dir, `key${KEEP_LAYER_STATES + 4}`)).to.deep.equal(s);
     });
   });
 
