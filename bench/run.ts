@@ -208,13 +208,17 @@ interface BuildRun {
 }
 interface BuilderFigures { skipped?: string; production?: BuildRun; tarGzipS?: number; snapshotFirst?: BuildRun; snapshotRebuild?: BuildRun; snapshotRebuildWhole?: BuildRun; productionUnchanged?: BuildRun }
 
+/** Every image the builder section made: removed at the end, tagged or not, so that the next run's first build is a first build. */
+const builtImages = new Set<string>();
+
 /** One timed build with --json: wall seconds, plus the builder's own step timings and layer counts. */
 function build(cli: string, def: string, cacheDir: string, ...extra: string[]): BuildRun {
   const t0 = performance.now();
   const r = spawnSync(process.execPath, [cli, 'build', def, '--json', '--published-from', 'local', '--cache-dir', cacheDir, ...extra], { encoding: 'utf8', timeout: 30 * 60_000, maxBuffer: 64 << 20 });
   const seconds = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`build ${def} failed: ${(r.stderr ?? '').trim().split('\n').slice(0, 3).join(' ')}`);
-  const j = JSON.parse(r.stdout) as Omit<BuildRun, 'seconds'>;
+  const j = JSON.parse(r.stdout) as Omit<BuildRun, 'seconds'> & { image: string };
+  builtImages.add(j.image);
   return { seconds, layersSent: j.layersSent, layersReused: j.layersReused, timings: j.timings, delta: j.delta, speculation: j.speculation };
 }
 
@@ -276,6 +280,7 @@ async function benchBuilder(o: Options): Promise<BuilderFigures> {
     fs.rmSync(cacheDir, { recursive: true, force: true });
     fs.rmSync(defs, { recursive: true, force: true });
     const images = spawnSync('docker', ['images', '-q', repo], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    for (const id of builtImages) images.push(id);
     if (images.length > 0) spawnSync('docker', ['rmi', '-f', ...new Set(images)], { stdio: 'ignore' });
   }
 }
