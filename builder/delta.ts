@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { byteCompare } from '../server/packages/source.js';
+import { keepRecent, markUsed } from './cache-prune.js';
 
 /**
  * Delta layers. A distribution's top package layer changes often (a snapshot
@@ -47,20 +48,12 @@ function stateFile(cacheDir: string, chainKey: string): string {
 /** Layer states kept: the most recently written; a base older than these is rarely still the best one. */
 export const KEEP_LAYER_STATES = 64;
 
-function prune(dir: string): void {
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => ({ f, t: fs.statSync(path.join(dir, f)).mtimeMs }));
-  if (files.length <= KEEP_LAYER_STATES) return;
-  files.sort((a, b) => b.t - a.t);
-  for (const { f } of files.slice(KEEP_LAYER_STATES)) fs.rmSync(path.join(dir, f), { force: true });
-}
-
 /** Remembers what the full layer named by `chainKey` holds; a cache that cannot be written only costs deltas. */
 export function saveLayerState(cacheDir: string | undefined, chainKey: string, state: LayerState, opts: { onlyIfMissing?: boolean } = {}): void {
   if (!cacheDir) return;
   const file = stateFile(cacheDir, chainKey);
   if (opts.onlyIfMissing && fs.existsSync(file)) {
-    // still in use: kept by the pruning
-    try { const now = new Date(); fs.utimesSync(file, now, now); } catch { /* read-only cache */ }
+    markUsed(file);
     return;
   }
   const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
@@ -68,7 +61,7 @@ export function saveLayerState(cacheDir: string | undefined, chainKey: string, s
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(tmp, JSON.stringify(state));
     fs.renameSync(tmp, file);
-    prune(path.dirname(file));
+    keepRecent(path.dirname(file), '.json', KEEP_LAYER_STATES);
   } catch {
     try { fs.rmSync(tmp, { force: true }); } catch { /* never written */ }
   }

@@ -9,6 +9,7 @@ import { listScanFolders, scanPackagePath } from '../server/packages/scan.js';
 import { byteCompare, relativePath } from '../server/packages/source.js';
 import { folderStamp, type CacheEntry, type LoadInput, type LoadResult, type WireFile } from './package-tasks.js';
 import { shareOut } from './thread-pool.js';
+import { keepRecent, markUsed } from './cache-prune.js';
 
 /**
  * The builder's memory of packages it has loaded, validated and hashed, kept
@@ -21,6 +22,9 @@ import { shareOut } from './thread-pool.js';
  */
 
 const FORMAT = 'epr-builder-package-cache/2';
+
+/** Package caches kept: those of the most recently built layer folders (an extracted git tree is a folder of its own). */
+export const KEEP_PACKAGE_CACHES = 32;
 
 export interface LoadedPackage {
   pkg: Package;
@@ -90,6 +94,7 @@ export class LayerCache {
       try {
         const c = JSON.parse(fs.readFileSync(file, 'utf8')) as CacheFile;
         if (c.format === FORMAT && c.model === modelDigest() && c.root === abs) for (const [k, v] of c.entries) old.set(k, v);
+        markUsed(file);
       } catch { /* no cache yet, or unreadable: start empty */ }
     }
     return new LayerCache(file, abs, old);
@@ -119,6 +124,7 @@ export class LayerCache {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
       fs.writeFileSync(tmp, JSON.stringify(body));
       fs.renameSync(tmp, this.file);
+      keepRecent(path.dirname(this.file), '.json', KEEP_PACKAGE_CACHES);
       return undefined;
     } catch (err) {
       try { fs.rmSync(tmp, { force: true }); } catch { /* never written */ }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { PROJECT_ROOT } from '../server/config.js';
 import type { LayerDef } from './distribution.js';
+import { keepRecent, markUsed } from './cache-prune.js';
 
 /**
  * Where a layer's packages come from. A folder source is read in place (never
@@ -102,8 +103,7 @@ export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): 
   // an unwritable cache only costs time: the tree goes into this build's scratch folder
   if (cached && !writableDir(path.dirname(cached))) cached = undefined;
   if (cached && fs.existsSync(`${cached}.done`)) {
-    const now = new Date();
-    fs.utimesSync(`${cached}.done`, now, now);
+    markUsed(`${cached}.done`);
     return { ...result, dir: cached, immutable: true };
   }
   const into = cached ? `${cached}.${process.pid}.partial` : path.join(o.work, 'layers', layer.name);
@@ -157,9 +157,8 @@ function writableDir(dir: string): boolean {
 
 /** Keeps the most recently used extracted trees only. */
 function pruneTrees(dir: string): void {
-  const done = fs.readdirSync(dir).filter((n) => n.endsWith('.done')).map((n) => ({ n, t: fs.statSync(path.join(dir, n)).mtimeMs })).sort((a, b) => b.t - a.t);
-  for (const { n } of done.slice(KEEP_TREES)) {
-    fs.rmSync(path.join(dir, n), { force: true });
-    fs.rmSync(path.join(dir, n.slice(0, -'.done'.length)), { recursive: true, force: true });
-  }
+  keepRecent(dir, '.done', KEEP_TREES, (marker) => {
+    fs.rmSync(marker, { force: true });
+    fs.rmSync(marker.slice(0, -'.done'.length), { recursive: true, force: true });
+  });
 }
