@@ -5,7 +5,7 @@ import { BAKED_INDEX_FILE, bakedEntry, bakedIndexText } from '../server/packages
 import { mergeFirstWins } from '../server/packages/precedence.js';
 import { byteCompare, relativePath } from '../server/packages/source.js';
 import { formatProblem } from '../server/packages/validate.js';
-import type { Package } from '../server/packages/package.js';
+import { signatureProblem, type Package } from '../server/packages/package.js';
 import { LayerCache, loadLayerPackages, modelDigest, unchangedSinceCache, type LoadedPackage } from './package-cache.js';
 import { layerState, OPAQUE_MARK, whiteoutName, type DeltaPlan, type LayerState } from './delta.js';
 import { FIXED_MTIME, withParents, type TarEntry } from './tar.js';
@@ -129,7 +129,8 @@ export async function mergeLayers(distribution: string, layers: MaterialisedLaye
     for (const f of r.failures) problems.push(...f.problems.map((p) => `layer ${l.name}: ${originOf(formatProblem(p), layers)}`));
     // the registry refuses zip packages without a signature by default: catch it here, not at start-up
     for (const { pkg: p } of r.packages) {
-      if (p.kind === 'zip' && !p.signatureFile) problems.push(`layer ${l.name}: ${originOf(`${p.source.location}.sig`, layers)}: signature is missing`);
+      const sig = signatureProblem(p);
+      if (sig) problems.push(`layer ${l.name}: ${originOf(formatProblem(sig), layers)}`);
     }
     const unsaved = r.failures.length === 0 ? cache.save() : undefined;
     opts.log?.(`layer ${l.name}: ${r.packages.length + r.failures.length} packages, ${r.fromCache && !l.immutable ? 'taken on trust from the last build (checked while the image is made)' : `${cache.hits} unchanged since the last build`}${unsaved ? `; ${unsaved}` : ''}`);

@@ -4,7 +4,7 @@ import type { RegistryMetrics } from './metrics.js';
 import { ZipCache } from './packages/archive.js';
 import net, { type AddressInfo } from 'node:net';
 import { loadPackageIndex, type IndexLoadResult, type PackageIndex } from './packages/index.js';
-import { PackageLoadError } from './packages/package.js';
+import { PackageLoadError, signatureProblem } from './packages/package.js';
 import { formatProblem } from './packages/validate.js';
 import type { RegistryConfig } from './config.js';
 import { createApp } from './app.js';
@@ -35,11 +35,8 @@ export async function loadRegistry(opts: RegistryOptions): Promise<LoadedRegistr
   const { index, failures, notes } = await loadPackageIndex(opts.config.packagePaths, { validate: opts.validate, useBakedIndex: opts.useBakedIndex });
   if (opts.requireSignatures) {
     for (const p of index.all) {
-      if (p.kind === 'zip' && !p.signatureFile) {
-        failures.push(new PackageLoadError(p.source.location, [
-          { file: `${p.source.location}.sig`, message: 'signature is missing (or start with --require-package-signatures=false)' },
-        ]));
-      }
+      const problem = signatureProblem(p);
+      if (problem) failures.push(new PackageLoadError(p.source.location, [{ ...problem, message: `${problem.message} (or start with --require-package-signatures=false)` }]));
     }
   }
   const ctx: RegistryContext = {

@@ -26,6 +26,15 @@ export class Package {
   get kind(): 'zip' | 'directory' { return this.source.kind; }
 }
 
+/**
+ * A zip package is served only with its detached signature (`<zip>.sig`),
+ * unless the registry is told otherwise: the one home of that rule, for the
+ * server at start-up and for the builder before anything is built.
+ */
+export function signatureProblem(p: Package): Problem | undefined {
+  return p.kind === 'zip' && !p.signatureFile ? { file: `${p.source.location}.sig`, message: 'signature is missing' } : undefined;
+}
+
 export class PackageLoadError extends Error {
   constructor(readonly location: string, readonly problems: Problem[]) {
     super(problems.map((p) => `${p.file}${p.field ? `: ${p.field}` : ''}: ${p.message}`).join('; '));
