@@ -98,6 +98,30 @@ describe('distribution images (Docker engine + registry)', function () {
     containers.splice(containers.indexOf(c.id), 1);
   }
 
+  type BuildJson = {
+    image: string; tags: string[]; layersSent: number; layersReused: number; speculation?: string;
+    delta?: { added: number; changed: number; removed: number; bytes: number; fullBytes: number };
+  };
+  const layersOf = async (image: string) => (await inspectImage(docker, image))!.RootFS.Layers!;
+
+  /** A distribution of two folder layers, <work>/lower and <work>/upper, and a `build --json` of it with a builder cache of its own. */
+  function twoLayerDistribution(name: string, work: string): (...extra: string[]) => Promise<BuildJson> {
+    const cacheDir = tmpDir('epr-it-cache-');
+    const file = path.join(work, `${name}.yml`);
+    fs.writeFileSync(file, [
+      `name: ${name}`, 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', 'layers:',
+      '  - name: lower', '    source:', `      directory: ${path.join(work, 'lower')}`,
+      '  - name: upper', '    source:', `      directory: ${path.join(work, 'upper')}`,
+    ].join('\n'));
+    return async (...extra) => {
+      const r = await cli(['build', file, '--json', '--cache-dir', cacheDir, ...extra]);
+      expect(r.code, r.stderr).to.equal(0);
+      const summary = JSON.parse(r.stdout) as BuildJson;
+      for (const t of summary.tags) createdRefs.add(t);
+      return summary;
+    };
+  }
+
   before(async () => {
     await ensureEngine(docker);
     sh('bash', [path.join(PROJECT_ROOT, '..', 'shared', 'ci', 'node-base-image.sh')]);
@@ -164,25 +188,10 @@ describe('distribution images (Docker engine + registry)', function () {
 
   it('a rebuild after one package of the last layer changed sends only that layer, and serves the change', async () => {
     const work = tmpDir('epr-it-reuse-');
-    const cacheDir = tmpDir('epr-it-cache-');
     // content of this run only: layers of earlier runs in the engine are not reused
     writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0', readme: `lower ${Date.now()}\n` });
     writeDirPackage(path.join(work, 'upper'), { name: 'upper_pkg', version: '1.0.0', readme: 'first\n' });
-    const file = path.join(work, 'itreuse.yml');
-    fs.writeFileSync(file, [
-      'name: itreuse', 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', 'layers:',
-      '  - name: lower', '    source:', `      directory: ${path.join(work, 'lower')}`,
-      '  - name: upper', '    source:', `      directory: ${path.join(work, 'upper')}`,
-    ].join('\n'));
-    type Summary = { image: string; tags: string[]; layersSent: number; layersReused: number; speculation?: string; timings: Record<string, number> };
-    const build = async (...extra: string[]): Promise<Summary> => {
-      const r = await cli(['build', file, '--json', '--cache-dir', cacheDir, ...extra]);
-      expect(r.code, r.stderr).to.equal(0);
-      const summary = JSON.parse(r.stdout) as Summary;
-      for (const t of summary.tags) createdRefs.add(t);
-      return summary;
-    };
-    const layersOf = async (image: string) => (await inspectImage(docker, image))!.RootFS.Layers!;
+    const build = twoLayerDistribution('itreuse', work);
 
     const first = await build();
     expect([first.layersSent, first.layersReused]).to.deep.equal([2, 0]);
@@ -222,28 +231,13 @@ describe('distribution images (Docker engine + registry)', function () {
 
   it('a few changed packages of a large top layer go as a delta that serves what the full layer serves', async () => {
     const work = tmpDir('epr-it-delta-');
-    const cacheDir = tmpDir('epr-it-cache-');
     const upper = path.join(work, 'upper');
     writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0', readme: `lower ${Date.now()}\n` });
     const filler = { 'docs/extra.md': `${'filler line\n'.repeat(2000)}` };
     for (const n of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) writeDirPackage(upper, { name: `delta_${n}`, version: '1.0.0', readme: `${n} first\n`, files: filler });
     writeDirPackage(upper, { name: 'delta_a', version: '2.0.0', files: filler });
     await writeZipPackage(upper, { name: 'delta_zip', version: '1.0.0' });
-    const file = path.join(work, 'itdelta.yml');
-    fs.writeFileSync(file, [
-      'name: itdelta', 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', 'layers:',
-      '  - name: lower', '    source:', `      directory: ${path.join(work, 'lower')}`,
-      '  - name: upper', '    source:', `      directory: ${upper}`,
-    ].join('\n'));
-    type Summary = { image: string; tags: string[]; layersSent: number; layersReused: number; delta?: { added: number; changed: number; removed: number; bytes: number; fullBytes: number } };
-    const build = async (...extra: string[]): Promise<Summary> => {
-      const r = await cli(['build', file, '--json', '--cache-dir', cacheDir, ...extra]);
-      expect(r.code, r.stderr).to.equal(0);
-      const summary = JSON.parse(r.stdout) as Summary;
-      for (const t of summary.tags) createdRefs.add(t);
-      return summary;
-    };
-    const layersOf = async (image: string) => (await inspectImage(docker, image))!.RootFS.Layers!;
+    const build = twoLayerDistribution('itdelta', work);
     const answers = async (image: string) => {
       const c = await run(image);
       const get = async (p: string) => { const r = await fetch(`${c.url}${p}`); return `${r.status} ${await r.text()}`; };
