@@ -76,17 +76,12 @@ export interface BuildState {
   /** the last published image of this distribution, as read by the stage policy step */
   published?: PublishedLookup;
   policy?: PolicyResult;
-  /** package layers taken from the engine as they were (not sent again), and sent */
-  reusedLayers?: number;
-  sentLayers?: number;
-  /** the top package layer went as a delta on an earlier image's */
-  delta?: PlannedLayers['delta'];
+  /** the image layers taken from the engine as they were, and those sent (the top one maybe as a delta) */
+  plan?: PlannedLayers;
   /** the image's own server, started by the builder before anything is tagged */
   startCheck?: StartCheck;
   /** seconds per step of the image build: where the time goes */
   timings: Record<string, number>;
-  /** the check of the layers the merge took on trust, running while the image is made */
-  verification?: Promise<boolean>;
   /** what that check found: the image was kept, or made again from the files */
   speculation?: 'confirmed' | 'redone';
 }
@@ -164,7 +159,6 @@ export async function validateAndMerge(s: BuildState, opts: { trust?: boolean } 
     trust,
     ...(sel ? { select: (winners) => selectVersions(winners, sel, s.distribution.file).keys } : {}),
   }));
-  s.verification = s.merge.verification;
   return describeShadows(s.merge.report);
 }
 
@@ -316,9 +310,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   const df = parseDistributionDockerfile(fs.readFileSync(DOCKERFILE, 'utf8'));
   const base = await timed(s, 'base image config', () => readBaseImage(docker, `${BASE_REPOSITORY}:${s.baseTag}`, cacheDirOf(s)));
   const planned = await timed(s, 'find reusable layers', () => planLayers(docker, base, merge.contributions, { reuse: !s.opts.noCache, delta: !s.opts.noCache && !s.opts.noDelta, cacheDir: cacheDirOf(s) }));
-  s.reusedLayers = planned.reused.length;
-  s.sentLayers = planned.sent.length;
-  s.delta = planned.delta;
+  s.plan = planned;
 
   const labels = imageLabels({
     distribution: s.distribution.name,
@@ -358,11 +350,10 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
     s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, imageId, { versions: merge.served.length, paths: s.layers.length }));
   } catch (err) {
     // a lower layer that changed under the trust can be what failed (a file changed while packed, a stale index)
-    if (!s.verification) throw err;
+    if (!merge.verification) throw err;
     failure = err;
   }
-  const verification = s.verification;
-  s.verification = undefined;
+  const verification = merge.verification;
   if (verification) {
     if (await timed(s, 'check of the layers taken on trust', () => verification)) {
       s.speculation = 'confirmed';
@@ -484,9 +475,9 @@ export function summarise(s: BuildState, seconds: number, imageSize?: number): B
       ref: pub.ref, source: pub.source, image: pub.image, added: diff.added.length, removed: diff.removed.length, changed: diff.changed.length, sizeDelta: (imageSize ?? pub.size) - pub.size, diff,
     } : undefined,
     speculation: s.speculation,
-    layersSent: s.sentLayers,
-    layersReused: s.reusedLayers,
-    delta: s.delta,
+    layersSent: s.plan?.sent.length,
+    layersReused: s.plan?.reused.length,
+    delta: s.plan?.delta,
     timings: s.timings,
     seconds,
   };

@@ -271,7 +271,7 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       task: async (_c, task) => {
         if (show) log.current = (l) => { task.output = l; };
         const id = await buildDistributionImage(s, docker);
-        task.title = `build distribution image: ${id.slice(0, 19)}; package layers: ${s.sentLayers} sent${s.delta ? ` (${describeDelta(s.delta)})` : ''}, ${s.reusedLayers} unchanged; `
+        task.title = `build distribution image: ${id.slice(0, 19)}; package layers: ${s.plan?.sent.length} sent${s.plan?.delta ? ` (${describeDelta(s.plan.delta)})` : ''}, ${s.plan?.reused.length} unchanged; `
           + `its server started in ${((s.startCheck?.millis ?? 0) / 1000).toFixed(1)} s serving ${s.startCheck?.versions} package versions`;
       },
     },

@@ -31,9 +31,10 @@ export interface PlanOptions {
   cacheDir?: string;
 }
 
-const describeFull = (c: LayerContribution) => `${c.packages.length} package versions`;
-const describeDelta = (c: LayerContribution) => `${c.packages.length} package versions (delta on the layer below)`;
-const DESCRIBE_BASE = 'base of the delta above';
+/** The image history's line for a package layer sent whole, sent as a delta, or serving as a delta's base. */
+const wholeHistory = (c: LayerContribution) => `${c.packages.length} package versions`;
+const deltaHistory = (c: LayerContribution) => `${c.packages.length} package versions (delta on the layer below)`;
+const BASE_HISTORY = 'base of the delta above';
 
 /** The images in the engine with the layer-keys label, and their entries. */
 export async function labelledImages(docker: Docker): Promise<LabelledImage[]> {
@@ -55,8 +56,8 @@ function describeReused(entries: string[], keys: string[], contributions: LayerC
   return entries.map((e) => {
     if (!e.startsWith(DELTA_MARK)) i++;
     const c = contributions[i];
-    if (e.startsWith(DELTA_MARK)) return { name: c.name, description: describeDelta(c) };
-    return { name: c.name, description: bareKey(e) === keys[i] ? describeFull(c) : DESCRIBE_BASE };
+    if (e.startsWith(DELTA_MARK)) return { name: c.name, description: deltaHistory(c) };
+    return { name: c.name, description: bareKey(e) === keys[i] ? wholeHistory(c) : BASE_HISTORY };
   });
 }
 
@@ -64,15 +65,18 @@ export async function planLayers(docker: Docker, base: BaseImage, contributions:
   const keys = chainKeys(base.id, contributions.map((c) => c.key));
   const n = contributions.length;
   // listed only if sent
-  const whole = (from: number) => contributions.slice(from).map((c) => ({ name: c.name, get entries() { return c.entries; }, description: describeFull(c) }));
-  if (!opts.reuse) return { reused: [], sent: whole(0), labelEntries: keys };
+  const whole = (from: number) => contributions.slice(from).map((c) => ({ name: c.name, get entries() { return c.entries; }, description: wholeHistory(c) }));
+  let plan: PlannedLayers = { reused: [], sent: whole(0), labelEntries: keys };
+  if (!opts.reuse) return plan;
 
-  // without deltas, only layers sent whole are taken
-  const wholeOnly = (e: string[]) => (e.some((x) => x.startsWith(DELTA_MARK)) ? e.slice(0, e.findIndex((x) => x.startsWith(DELTA_MARK))) : e);
+  // without deltas, only the layers below an image's first delta are taken
+  const wholeOnly = (e: string[]) => {
+    const cut = e.findIndex((x) => x.startsWith(DELTA_MARK));
+    return cut < 0 ? e : e.slice(0, cut);
+  };
   const images = (await labelledImages(docker)).map((img) => (opts.delta ? img : { ...img, entries: wholeOnly(img.entries) }));
   const best = bestReuse(images, keys);
   const reusedIds = best.image ? await packageDiffIds(docker, base, best.image.id, best.layers) : [];
-  let plan: PlannedLayers = { reused: [], sent: whole(0), labelEntries: keys };
   if (best.image && reusedIds) {
     const entries = best.image.entries.slice(0, best.layers);
     plan = {
@@ -110,7 +114,7 @@ async function withDelta(docker: Docker, base: BaseImage, contributions: LayerCo
   const reused = describeReused(best.from.entries, keys, contributions).map((d, j) => ({ ...d, diffId: ids[j] }));
   return {
     reused,
-    sent: [{ name: top.name, entries: best.entries, description: describeDelta(top) }],
+    sent: [{ name: top.name, entries: best.entries, description: deltaHistory(top) }],
     labelEntries: [...best.from.entries, `${DELTA_MARK}${keys[n - 1]}`],
     delta: { base: best.from.key, added: best.plan.added, changed: best.plan.changed, removed: best.plan.removed, bytes: best.bytes, fullBytes },
   };

@@ -239,4 +239,3 @@ export function packagesDigest(list: Array<{ name: string; version: string; hash
 export function describeShadows(report: ShadowReport): string[] {
   return report.shadowed.map((s) => `${s.name} ${s.version}: ${s.winner.layer} (${s.winner.kind}) hides ${s.hidden.layer} (${s.hidden.kind}), content ${s.differs ? 'DIFFERS' : 'identical'} (${s.winner.hash.slice(7, 19)} vs ${s.hidden.hash.slice(7, 19)})`);
 }
-

@@ -31,9 +31,10 @@ const MIN_PER_THREAD = 32;
  * cached (a layer not read for a while), and more walks in flight then finish
  * sooner than one per core.
  */
+const walkThreads = () => Math.max(3, os.availableParallelism() - 1);
 const EXTRA_THREADS: Record<TaskName, () => number> = {
-  walk: () => Math.max(3, os.availableParallelism() - 1),
-  stamp: () => Math.max(3, os.availableParallelism() - 1),
+  walk: walkThreads,
+  stamp: walkThreads,
   load: () => os.availableParallelism() - 1,
 };
 
