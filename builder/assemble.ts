@@ -6,6 +6,7 @@ import type Docker from 'dockerode';
 import tarStream from 'tar-stream';
 import { EngineOperationError, followStream, inspectImage, TIMEOUTS, withTimeout } from './image.js';
 import { fileHeader, tarSize, writeTar, type TarEntry } from './tar.js';
+import { writeCacheFile } from './cache-files.js';
 
 /**
  * A distribution image put together from its layers and loaded into the
@@ -62,12 +63,8 @@ export async function readBaseImage(docker: Docker, ref: string, cacheDir: strin
   }
   if (!raw) {
     raw = await savedConfig(docker, info.Id, hex);
-    if (cached) {
-      try {
-        fs.mkdirSync(path.dirname(cached), { recursive: true });
-        fs.writeFileSync(cached, raw);
-      } catch { /* an unwritable cache only costs time */ }
-    }
+    // an unwritable cache only costs time
+    if (cached) writeCacheFile(cached, raw);
   }
   const config = JSON.parse(raw.toString('utf8')) as ImageConfig;
   return { id: info.Id, config, diffIds: config.rootfs.diff_ids };

@@ -1,8 +1,7 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { byteCompare } from '../server/packages/source.js';
-import { keepRecent, markUsed } from './cache-prune.js';
+import { keepRecent, markUsed, writeCacheFile } from './cache-files.js';
 
 /**
  * Delta layers. A distribution's top package layer changes often (a snapshot
@@ -56,15 +55,7 @@ export function saveLayerState(cacheDir: string | undefined, chainKey: string, s
     markUsed(file);
     return;
   }
-  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-  try {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(tmp, JSON.stringify(state));
-    fs.renameSync(tmp, file);
-    keepRecent(path.dirname(file), '.json', KEEP_LAYER_STATES);
-  } catch {
-    try { fs.rmSync(tmp, { force: true }); } catch { /* never written */ }
-  }
+  if (writeCacheFile(file, JSON.stringify(state)) === undefined) keepRecent(path.dirname(file), '.json', KEEP_LAYER_STATES);
 }
 
 export function readLayerState(cacheDir: string | undefined, chainKey: string): LayerState | undefined {

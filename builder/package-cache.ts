@@ -9,7 +9,7 @@ import { listScanFolders, scanPackagePath } from '../server/packages/scan.js';
 import { byteCompare, relativePath } from '../server/packages/source.js';
 import { folderStamp, type CacheEntry, type LoadInput, type LoadResult, type WireFile } from './package-tasks.js';
 import { shareOut } from './thread-pool.js';
-import { keepRecent, markUsed } from './cache-prune.js';
+import { keepRecent, markUsed, writeCacheFile } from './cache-files.js';
 
 /**
  * The builder's memory of packages it has loaded, validated and hashed, kept
@@ -119,17 +119,10 @@ export class LayerCache {
     if (!this.file) return undefined;
     if (this.misses === 0 && this.fresh.size === this.old.size) return undefined;
     const body: CacheFile = { format: FORMAT, model: modelDigest(), root: this.root, entries: [...this.fresh] };
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    try {
-      fs.mkdirSync(path.dirname(this.file), { recursive: true });
-      fs.writeFileSync(tmp, JSON.stringify(body));
-      fs.renameSync(tmp, this.file);
-      keepRecent(path.dirname(this.file), '.json', KEEP_PACKAGE_CACHES);
-      return undefined;
-    } catch (err) {
-      try { fs.rmSync(tmp, { force: true }); } catch { /* never written */ }
-      return `package cache not written (${(err as Error).message})`;
-    }
+    const failed = writeCacheFile(this.file, JSON.stringify(body));
+    if (failed) return `package cache not written (${failed})`;
+    keepRecent(path.dirname(this.file), '.json', KEEP_PACKAGE_CACHES);
+    return undefined;
   }
 }
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { PROJECT_ROOT } from '../server/config.js';
 import type { LayerDef } from './distribution.js';
-import { keepRecent, markUsed } from './cache-prune.js';
+import { keepRecent, markUsed } from './cache-files.js';
 
 /**
  * Where a layer's packages come from. A folder source is read in place (never

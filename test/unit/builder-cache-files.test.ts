@@ -1,14 +1,25 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { keepRecent, markUsed } from '../../builder/cache-prune.js';
+import { keepRecent, markUsed, writeCacheFile } from '../../builder/cache-files.js';
 import { KEEP_PACKAGE_CACHES, LayerCache } from '../../builder/package-cache.js';
 import { cleanupTmp, tmpDir } from '../helpers/fixtures.js';
 
 const age = (file: string, seconds: number) => fs.utimesSync(file, 1_700_000_000 + seconds, 1_700_000_000 + seconds);
 
-describe('builder: cache pruning', () => {
+describe('builder: cache files', () => {
   after(cleanupTmp);
+
+  it('writeCacheFile writes a file whole, or says why not and leaves nothing behind', () => {
+    const dir = tmpDir('cache-file-');
+    expect(writeCacheFile(path.join(dir, 'sub', 'a.json'), '{"a":1}')).to.equal(undefined);
+    expect(fs.readFileSync(path.join(dir, 'sub', 'a.json'), 'utf8')).to.equal('{"a":1}');
+    const blocker = path.join(dir, 'file');
+    fs.writeFileSync(blocker, '');
+    expect(writeCacheFile(path.join(blocker, 'b.json'), '{}')).to.be.a('string');
+    expect(fs.readdirSync(dir).sort()).to.deep.equal(['file', 'sub']);
+    expect(fs.readdirSync(path.join(dir, 'sub'))).to.deep.equal(['a.json']);
+  });
 
   it('keeps the most recently used entries with the suffix; markUsed makes an old one recent', () => {
     const dir = tmpDir('prune-');

@@ -1,11 +1,27 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
 /**
- * The builder cache's one pruning rule: in each of its folders, only the most
- * recently used entries stay (extracted git trees, package caches of layer
- * folders, layer states). Use is marked by the entry's modification time.
+ * The builder cache's files: each written whole or not at all, and one
+ * pruning rule: in each of its folders, only the most recently used entries
+ * stay (extracted git trees, package caches of layer folders, layer states).
+ * Use is marked by the entry's modification time.
  */
+
+/** Writes a cache file whole (a temporary file renamed over it); says why when it could not, which only costs time. */
+export function writeCacheFile(file: string, body: string | Buffer): string | undefined {
+  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(tmp, body);
+    fs.renameSync(tmp, file);
+    return undefined;
+  } catch (err) {
+    try { fs.rmSync(tmp, { force: true }); } catch { /* never written */ }
+    return (err as Error).message;
+  }
+}
 
 /** Marks a cache entry as just used; a read-only cache is left as it is. */
 export function markUsed(file: string): void {
