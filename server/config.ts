@@ -23,11 +23,18 @@ export interface RegistryConfig {
 
 export const DEFAULT_CACHE_TIME = { index: '10s', search: '10m', categories: '10m', catch_all: '10m' } as const;
 
+/** Where the compiled tree lives: dist/ (or another --outDir named dist-*), holding server/, builder/, test/. */
+export const DIST_ROOT = (() => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const out = path.dirname(here);
+  return /^dist(-[\w.-]+)?$/.test(path.basename(out)) ? out : path.join(out, 'dist');
+})();
+
 /** The project root: dist/server/config.js -> ../.. ; server/config.ts -> .. */
 export const PROJECT_ROOT = (() => {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const up = path.basename(path.dirname(here)) === 'dist' ? '../..' : '..';
-  return path.resolve(here, up);
+  const compiled = /^dist(-[\w.-]+)?$/.test(path.basename(path.dirname(here)));
+  return path.resolve(here, compiled ? '../..' : '..');
 })();
 
 /** What `npm start` serves with no config: the sample layers, production first. */

@@ -5,9 +5,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
+import { DIST_ROOT } from '../../server/config.js';
 import { PROJECT_ROOT } from './server.js';
 
-export const CLI = path.join(PROJECT_ROOT, 'dist', 'builder', 'cli.js');
+export const CLI = path.join(DIST_ROOT, 'builder', 'cli.js');
 
 export interface CliResult { code: number | null; stdout: string; stderr: string; seconds: number }
 

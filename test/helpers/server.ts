@@ -9,11 +9,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { listen, loadRegistry, describeFailures, type LoadedRegistry, type RunningServer } from '../../server/registry.js';
 import { silentLogger } from '../../server/logger.js';
-import type { CacheTimes } from '../../server/config.js';
+import { DIST_ROOT, type CacheTimes } from '../../server/config.js';
 
 /** dist/test/helpers -> project root */
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const MAIN_JS = path.join(PROJECT_ROOT, 'dist', 'server', 'main.js');
+export const MAIN_JS = path.join(DIST_ROOT, 'server', 'main.js');
 
 export interface TestRegistry {
   url: string;

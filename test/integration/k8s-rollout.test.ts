@@ -14,9 +14,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { DIST_ROOT } from '../../server/config.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const CLI = path.join(ROOT, 'dist', 'builder', 'k8s', 'cli.js');
+const CLI = path.join(DIST_ROOT, 'builder', 'k8s', 'cli.js');
 const SHARED_K8S = path.resolve(ROOT, '..', 'shared', 'ci', 'k8s');
 const K8S_DIR = process.env.K8S_DIR ?? '/var/tmp/k8s-local';
 const KUBECONFIG = path.join(K8S_DIR, 'run', 'kubeconfig');
