@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { RegistryContext } from './context.js';
 import { HttpError } from './http/errors.js';
 import { allowCors, sendError } from './http/respond.js';
+import { redirectUncleanPath } from './http/clean-path.js';
 import type { Logger } from './logger.js';
 import { faviconRoute, healthRoute, indexRoute } from './routes/index.js';
 import { searchRoute } from './routes/search.js';
@@ -17,6 +18,7 @@ export function createApp(ctx: RegistryContext, logger: Logger): express.Express
   app.disable('etag');
   app.set('query parser', false);
 
+  app.use(redirectUncleanPath);
   app.use((req, res, next) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') { sendError(res, HttpError.of('methodNotAllowed', { Allow: 'GET, HEAD' })); return; }
     next();

@@ -3,6 +3,7 @@ import type { ConfigMap, ConfigValue } from './yamlconfig.js';
 import { asBool, asList, asMap, asString, asStringList, nonEmpty, nonEmptyList, obj, toJson, type Json, type JsonObject } from './fields.js';
 import { isKnownCategory } from './categories.js';
 import { ingestionMethod } from './ingestion.js';
+import { joinPath } from './go-path.js';
 
 /**
  * Turns a package's manifests into the two JSON documents EPR serves: the
@@ -73,6 +74,7 @@ export function buildPackageDocuments(input: BuildInput): PackageDocuments {
   const license = subscription ?? nonEmpty(asString(m.license)) ?? DEFAULT_LICENSE;
 
   const policyTemplates = asList(m.policy_templates).map(asMap).filter((p): p is ConfigMap => p !== undefined);
+  const files = new Set(policyTemplates.length > 0 ? input.assets : []);
   const dataStreams = input.dataStreams.map((ds) => dataStreamJson(ds, name, release));
   const discovery = discoveryJson(asMap(m.discovery));
 
@@ -115,7 +117,7 @@ export function buildPackageDocuments(input: BuildInput): PackageDocuments {
     ['license', license],
     ['screenshots', nonEmptyList(images(m.screenshots, base))],
     ['assets', nonEmptyList(input.assets.map((a) => `${base}/${a}`))],
-    ['policy_templates', nonEmptyList(policyTemplates.map((p) => policyTemplateJson(p, base)))],
+    ['policy_templates', nonEmptyList(policyTemplates.map((p) => policyTemplateJson(p, base, files)))],
     ['data_streams', nonEmptyList(dataStreams)],
     ['vars', nonEmptyList(asList(m.vars).map(asMap).filter(isDefined).map(variableJson))],
     ['elasticsearch', packageElasticsearchJson(m.elasticsearch)],
@@ -148,12 +150,17 @@ function mapJson(m: ConfigMap | undefined, keys: string[]): JsonObject | undefin
   return obj(keys.map((k) => [k, toJson(m[k] ?? undefined)]));
 }
 
+/**
+ * Icons and screenshots: `src` exactly as the manifest writes it (Kibana
+ * requests that), `path` joined onto the package path the way EPR joins it
+ * (Go's path.Join, so `/img//logo.png` gives `.../img/logo.png`).
+ */
 function images(v: ConfigValue | undefined, base: string): JsonObject[] {
   return asList(v).map(asMap).filter(isDefined).map((img) => {
     const src = asString(img.src) ?? '';
     return obj([
       ['src', src],
-      ['path', `${base}${src}`],
+      ['path', joinPath(base, src)],
       ['title', nonEmpty(asString(img.title))],
       ['size', nonEmpty(asString(img.size))],
       ['type', nonEmpty(asString(img.type))],
@@ -230,8 +237,19 @@ function policyTemplateSummary(p: ConfigMap, base: string): JsonObject {
   ]);
 }
 
-function policyTemplateJson(p: ConfigMap, base: string): JsonObject {
+/**
+ * Where a policy template's own readme is: `docs/<template name>.md`, the
+ * name joined as EPR joins it. A path that climbs out of the package is no
+ * file of it.
+ */
+export function policyTemplateReadme(templateName: string): string | undefined {
+  const rel = joinPath('docs', `${templateName}.md`);
+  return rel === '..' || rel.startsWith('../') ? undefined : rel;
+}
+
+function policyTemplateJson(p: ConfigMap, base: string, files: ReadonlySet<string>): JsonObject {
   const input = nonEmpty(asString(p.input));
+  const readme = policyTemplateReadme(asString(p.name) ?? '');
   return obj([
     ['name', asString(p.name) ?? ''],
     ['title', asString(p.title) ?? ''],
@@ -246,6 +264,7 @@ function policyTemplateJson(p: ConfigMap, base: string): JsonObject {
     ['icons', nonEmptyList(images(p.icons, base))],
     ['screenshots', nonEmptyList(images(p.screenshots, base))],
     ['categories', nonEmptyList(asStringList(p.categories))],
+    ['readme', readme !== undefined && files.has(readme) ? joinPath(base, readme) : undefined],
     ['deployment_modes', deploymentModesJson(p.deployment_modes)],
     ['deprecated', deprecatedJson(p.deprecated)],
   ]);

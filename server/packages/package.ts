@@ -1,7 +1,7 @@
 import path from 'node:path';
 import semver, { type SemVer } from 'semver';
 import { parseConfigYaml, YamlError, type ConfigMap } from './yamlconfig.js';
-import { buildPackageDocuments, type DataStreamManifest, type PackageFacts } from './manifest.js';
+import { buildPackageDocuments, policyTemplateReadme, type DataStreamManifest, type PackageFacts } from './manifest.js';
 import type { JsonObject } from './fields.js';
 import { byteCompare, DirectorySource, unsafeEntryName, ZipSource, type PackageSource } from './source.js';
 import { checkDataStreamManifest, checkPackageManifest, type Problem } from './validate.js';
@@ -62,6 +62,20 @@ async function parseManifest(bytes: Promise<Buffer>, display: string, problems: 
   }
 }
 
+/** A folder where a policy template's readme (`docs/<template>.md`) would be: EPR refuses the package. */
+function readmeFolderProblems(manifest: ConfigMap, files: string[], display: (rel: string) => string): Problem[] {
+  const templates = Array.isArray(manifest.policy_templates) ? manifest.policy_templates : [];
+  const out: Problem[] = [];
+  for (const t of templates) {
+    const name = t && typeof t === 'object' && !Array.isArray(t) ? (t as ConfigMap).name : undefined;
+    const rel = typeof name === 'string' ? policyTemplateReadme(name) : undefined;
+    if (rel && files.some((f) => f.startsWith(`${rel}/`))) {
+      out.push({ file: display(rel), field: 'policy_templates', message: `is a folder; the readme of policy template "${name}" must be a file` });
+    }
+  }
+  return out;
+}
+
 export async function loadPackage(source: PackageSource, opts: LoadOptions): Promise<Package> {
   const problems: Problem[] = [];
   const display = (rel: string) => path.join(source.location, rel);
@@ -97,6 +111,7 @@ export async function loadPackage(source: PackageSource, opts: LoadOptions): Pro
     }
   }
   if (!source.file('docs/README.md')) problems.push({ file: display('docs/README.md'), message: 'file is missing (every package needs a README)' });
+  problems.push(...readmeFolderProblems(manifest, files, display));
 
   for (const f of files) {
     // a name that archives would turn into a path outside the package (`..\x` becomes `../x`)
