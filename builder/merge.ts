@@ -8,7 +8,7 @@ import { formatProblem } from '../server/packages/validate.js';
 import { signatureProblem, type Package } from '../server/packages/package.js';
 import { LayerCache, loadLayerPackages, modelDigest, unchangedSinceCache, type LoadedPackage } from './package-cache.js';
 import { layerState, OPAQUE_MARK, whiteoutName, type DeltaPlan, type LayerState } from './delta.js';
-import { FIXED_MTIME, withParents, type TarEntry } from './tar.js';
+import { FIXED_MTIME, linkRepeats, tarSize, withParents, type TarEntry } from './tar.js';
 import type { MaterialisedLayer } from './sources.js';
 
 /**
@@ -55,21 +55,41 @@ export interface ShadowReport {
   shadowed: ShadowEntry[];
 }
 
+/** What a layer tar holds against the plain tree of its packages (the build summary's "what it saved"). */
+export interface LayerSizes {
+  /** package files in the layer (a zip and its signature are two) */
+  files: number;
+  /** distinct contents among them */
+  distinctFiles: number;
+  /** files written as a hard link to an earlier copy in the layer */
+  links: number;
+  /** the bytes of those files as the tree holds them */
+  treeBytes: number;
+  /** the layer tar's exact size: headers, each distinct content once, links, the baked index */
+  tarBytes: number;
+}
+
 export interface LayerContribution {
   name: string;
-  /** the layer tar: packages/<name>/... with parents, sorted, the baked index included (listed when first asked for) */
+  /**
+   * The layer tar: packages/<name>/... with parents, sorted, the baked index
+   * included; a file whose content an earlier file of the layer has is a hard
+   * link to that first copy. Listed when first asked for.
+   */
   readonly entries: TarEntry[];
+  /** the whole layer tar against its tree (lists the entries when first asked for) */
+  readonly sizes: LayerSizes;
   packages: PackageRef[];
   /** sha256 naming the tar's exact bytes: same key, same image layer */
   key: string;
   /** what the layer holds, package by package (a delta's base is compared with it) */
   state: LayerState;
-  /** the tar of a delta layer that turns a full layer's packages into these (builder/delta.ts) */
+  /** the tar of a delta layer that turns a full layer's packages into these (builder/delta.ts); its links stay inside it */
   deltaEntries(plan: DeltaPlan): TarEntry[];
 }
 
-/** Bumped whenever the layer tar layout changes, so that old layers are not reused. */
-const LAYER_FORMAT = 'epr-layer/3';
+/** Bumped whenever the layer tar layout changes, so that old layers are not reused. (4: repeated contents as hard links) */
+const LAYER_FORMAT = 'epr-layer/4';
 
 export interface MergeResult {
   contributions: LayerContribution[];
@@ -189,44 +209,73 @@ function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Pack
   const key = crypto.createHash('sha256').update(`${LAYER_FORMAT}\0${modelDigest()}\0${l.name}\0`);
   const held = keep.map(({ pkg: p, hash, bytes }) => ({ path: relativePath(l.dir, p.source.location), kind: p.kind, digest: bytes ?? hash }));
   for (const h of held) key.update(`${h.path}\0${h.kind}\0${h.digest}\n`);
-  let entries: TarEntry[] | undefined;
+  let whole: LayerTar | undefined;
   return {
     name: l.name,
     packages: keep.map((lp) => ref(lp.pkg)),
     key: key.digest('hex'),
     state: layerState(l.name, held),
-    get entries() { return (entries ??= layerEntries(l, keep)); },
-    deltaEntries: (plan) => layerEntries(l, keep, plan),
+    get entries() { return (whole ??= layerTar(l, keep)).entries; },
+    get sizes() { return (whole ??= layerTar(l, keep)).sizes; },
+    deltaEntries: (plan) => layerTar(l, keep, plan).entries,
   };
 }
 
-/** The layer's tar entries: all its packages, or (with a delta plan) the packages it sends and its whiteouts. Always the whole baked index. */
-function layerEntries(l: MaterialisedLayer, keep: LoadedPackage[], delta?: DeltaPlan): TarEntry[] {
+interface LayerTar { entries: TarEntry[]; sizes: LayerSizes }
+
+/** A package file of the layer: where its bytes are, and the digest of its content. */
+interface LayerFile { from: string; size: number; digest: string }
+
+/**
+ * The layer's tar: all its packages, or (with a delta plan) the packages it
+ * sends and its whiteouts; always the whole baked index. Each distinct content
+ * goes in once: a later file with the same content is a hard link to the
+ * first copy among these entries, so a delta's links stay inside the delta.
+ */
+function layerTar(l: MaterialisedLayer, keep: LoadedPackage[], delta?: DeltaPlan): LayerTar {
   const top = `packages/${l.name}`;
-  const files = new Map<string, { from: string; size: number } | 'mark'>();
+  const files = new Map<string, LayerFile | 'mark'>();
   const rel = (abs: string) => relativePath(l.dir, abs);
   const sent = delta && new Set(delta.send);
-  for (const { pkg: p } of keep) {
+  for (const { pkg: p, digests } of keep) {
     if (sent && !sent.has(rel(p.source.location))) continue;
-    if (p.kind === 'zip') {
-      for (const abs of [p.source.location, p.signatureFile].filter((x): x is string => x !== undefined)) {
-        files.set(`${top}/${rel(abs)}`, { from: abs, size: fs.statSync(abs).size });
-      }
-    } else {
-      const dir = rel(p.source.location);
-      for (const f of p.source.files()) files.set(`${top}/${dir}/${f.path}`, { from: path.join(p.source.location, ...f.path.split('/')), size: f.size });
-    }
+    const own = p.kind === 'zip'
+      ? [p.source.location, p.signatureFile].filter((x): x is string => x !== undefined).map((abs) => ({ name: rel(abs), from: abs, size: fs.statSync(abs).size }))
+      : p.source.files().map((f) => ({ name: `${rel(p.source.location)}/${f.path}`, from: path.join(p.source.location, ...f.path.split('/')), size: f.size }));
+    if (digests.length !== own.length) throw new Error(`${p.source.location}: ${digests.length} file digests cached for ${own.length} files (builder cache out of step: build with --no-cache)`);
+    own.forEach((f, i) => files.set(`${top}/${f.name}`, { from: f.from, size: f.size, digest: digests[i] }));
   }
   for (const dir of delta?.opaque ?? []) files.set(`${top}/${dir}/${OPAQUE_MARK}`, 'mark');
   for (const gone of delta?.remove ?? []) files.set(whiteoutName(top, gone), 'mark');
   const index = Buffer.from(bakedIndexText(keep.map((lp) => bakedEntry(l.dir, lp.pkg, FIXED_MTIME))));
   const indexName = `${top}/${BAKED_INDEX_FILE}`;
-  return withParents([top, ...files.keys(), indexName]).map((name): TarEntry => {
+  const plain = withParents([top, ...files.keys(), indexName]).map((name): TarEntry => {
     if (name === indexName) return { name, type: 'file', size: index.length, data: index };
     const f = files.get(name);
     if (f === 'mark') return { name, type: 'file', size: 0, data: Buffer.alloc(0) };
     return f ? { name, type: 'file', size: f.size, from: f.from } : { name, type: 'directory' };
   });
+  const digestOf = (e: { name: string }) => {
+    const f = files.get(e.name);
+    return f && f !== 'mark' ? f.digest : undefined;
+  };
+  const entries = linkRepeats(plain, digestOf);
+  return { entries, sizes: layerSizes(entries, files) };
+}
+
+function layerSizes(entries: TarEntry[], files: Map<string, LayerFile | 'mark'>): LayerSizes {
+  const sizes: LayerSizes = { files: 0, distinctFiles: 0, links: 0, treeBytes: 0, tarBytes: tarSize(entries) };
+  const distinct = new Set<string>();
+  for (const e of entries) {
+    const f = files.get(e.name);
+    if (!f || f === 'mark') continue;
+    sizes.files++;
+    sizes.treeBytes += f.size;
+    distinct.add(`${f.size}:${f.digest}`);
+    if (e.type === 'link') sizes.links++;
+  }
+  sizes.distinctFiles = distinct.size;
+  return sizes;
 }
 
 /** The identity of a served set: same packages with the same files -> same digest. */

@@ -10,6 +10,7 @@ import { byteCompare, relativePath } from '../server/packages/source.js';
 import { folderStamp, type CacheEntry, type LoadInput, type LoadResult, type WireFile } from './package-tasks.js';
 import { shareOut } from './thread-pool.js';
 import { keepRecent, markUsed, writeCacheFile } from './cache-files.js';
+import { packagePlaceProblem } from './sources.js';
 
 /**
  * The builder's memory of packages it has loaded, validated and hashed, kept
@@ -21,7 +22,7 @@ import { keepRecent, markUsed, writeCacheFile } from './cache-files.js';
  * whenever the compiled package model (server/packages) changes.
  */
 
-const FORMAT = 'epr-builder-package-cache/2';
+const FORMAT = 'epr-builder-package-cache/3';
 
 /** Package caches kept: those of the most recently built layer folders (an extracted git tree is a folder of its own). */
 export const KEEP_PACKAGE_CACHES = 32;
@@ -32,6 +33,8 @@ export interface LoadedPackage {
   hash: string;
   /** zip packages: sha256 of the zip and its signature as stored, which the image layer holds byte for byte */
   bytes?: string;
+  /** the digest of each file the layer holds for the package (CacheEntry.digests) */
+  digests: string[];
 }
 
 interface CacheFile {
@@ -139,17 +142,23 @@ export async function loadLayerPackages(root: string, cache: LayerCache, opts: {
     for (const [rel, entry] of cache.entries()) {
       cache.hits++;
       cache.put(rel, entry);
-      packages.push({ pkg: await packageFromBaked(root, entry.baked), hash: entry.hash, bytes: entry.bytes });
+      packages.push({ pkg: await packageFromBaked(root, entry.baked), hash: entry.hash, bytes: entry.bytes, digests: entry.digests });
     }
     return { packages, failures: [], fromCache: true };
   }
   const found = scanPackagePath(root);
   const walked = await shareOut('walk', found.directories);
   const items: Array<{ abs: string; rel: string; stamp: string; kind: 'zip' | 'directory'; files?: WireFile[]; error?: PackageLoadError }> = [];
-  for (const abs of found.zips) items.push({ abs, rel: relativePath(root, abs), kind: 'zip', stamp: await zipStamp(abs) });
+  const refused = (abs: string, p: { file: string; message: string }) => new PackageLoadError(abs, [{ file: p.file, message: p.message }]);
+  for (const abs of found.zips) {
+    const place = packagePlaceProblem(root, abs, 'zip');
+    items.push({ abs, rel: relativePath(root, abs), kind: 'zip', stamp: await zipStamp(abs), error: place && refused(abs, place) });
+  }
   found.directories.forEach((abs, i) => {
     const w = walked[i];
-    if ('error' in w) items.push({ abs, rel: relativePath(root, abs), kind: 'directory', stamp: '', error: new PackageLoadError(abs, [{ file: w.file ?? abs, message: w.error }]) });
+    const place = packagePlaceProblem(root, abs, 'directory');
+    if (place) items.push({ abs, rel: relativePath(root, abs), kind: 'directory', stamp: '', error: refused(abs, place) });
+    else if ('error' in w) items.push({ abs, rel: relativePath(root, abs), kind: 'directory', stamp: '', error: refused(abs, { file: w.file ?? abs, message: w.error }) });
     else items.push({ abs, rel: relativePath(root, abs), kind: 'directory', stamp: folderStamp(w.files), files: w.files });
   });
 
@@ -167,7 +176,7 @@ export async function loadLayerPackages(root: string, cache: LayerCache, opts: {
     if (r) cache.misses++; else cache.hits++;
     cache.put(it.rel, entry);
     try {
-      packages.push({ pkg: await packageFromBaked(root, entry.baked), hash: entry.hash, bytes: entry.bytes });
+      packages.push({ pkg: await packageFromBaked(root, entry.baked), hash: entry.hash, bytes: entry.bytes, digests: entry.digests });
     } catch (err) {
       failures.push(new PackageLoadError(it.abs, [{ file: it.abs, message: (err as Error).message }]));
     }
@@ -187,8 +196,10 @@ export async function unchangedSinceCache(root: string, cache: LayerCache): Prom
   const found = scanPackagePath(root, await listScanFolders(root));
   if (found.zips.length + found.directories.length !== cached.size) return false;
   for (const abs of found.zips) {
-    if (cached.get(relativePath(root, abs))?.stamp !== await zipStamp(abs)) return false;
+    if (cached.get(relativePath(root, abs))?.stamp !== await zipStamp(abs) || packagePlaceProblem(root, abs, 'zip')) return false;
   }
+  if (found.directories.some((abs) => packagePlaceProblem(root, abs, 'directory'))) return false;
+  // a walk that meets a link out of its package gives no stamp: the layer is read again, and refused
   const stamps = await shareOut('stamp', found.directories, { background: true });
   return found.directories.every((abs, i) => cached.get(relativePath(root, abs))?.stamp === stamps[i]);
 }

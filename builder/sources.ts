@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
+import yauzl from 'yauzl';
 import { PROJECT_ROOT } from '../server/config.js';
+import { relativePath } from '../server/packages/source.js';
 import type { LayerDef } from './distribution.js';
 import { keepRecent, markUsed } from './cache-files.js';
 
@@ -161,4 +163,135 @@ function pruneTrees(dir: string): void {
     fs.rmSync(marker, { force: true });
     fs.rmSync(marker.slice(0, -'.done'.length), { recursive: true, force: true });
   });
+}
+
+// ---------------------------------------------------------------------------
+// Links are no way out of a package. The builder writes every file of a
+// package into the image as the bytes it reads, so a link in a layer folder
+// (or in a git tree, which arrives as a tar) that reaches outside its package
+// would carry a file from elsewhere on the build machine into the image. Such
+// a package is refused at build time, naming the link; the server's own walk
+// only leaves such links out, silently.
+
+/** Why a package is refused: a link in it reaches outside it. */
+export interface LinkProblem {
+  file: string;
+  message: string;
+}
+
+const within = (real: string, root: string) => real === root || real.startsWith(root + path.sep);
+
+/** Where a symbolic link leads: its real path, or (dangling) its target resolved from its real folder. */
+function linkTarget(abs: string): string {
+  try {
+    return fs.realpathSync.native(abs);
+  } catch {
+    return path.resolve(fs.realpathSync.native(path.dirname(abs)), fs.readlinkSync(abs));
+  }
+}
+
+/**
+ * Lists a package folder and every folder below it (not through symbolic
+ * links, which the walk follows itself), as walkFiles takes them, and refuses
+ * the package when a symbolic link in it points outside it. Errors reading a
+ * folder are thrown, as the walk throws them.
+ */
+export function listPackageFolder(dir: string): { listed: Map<string, fs.Dirent[]>; problem?: LinkProblem } {
+  const listed = new Map<string, fs.Dirent[]>();
+  const realRoot = fs.realpathSync.native(dir);
+  const visit = (d: string): LinkProblem | undefined => {
+    const entries = fs.readdirSync(d, { withFileTypes: true });
+    listed.set(d, entries);
+    for (const e of entries) {
+      const abs = path.join(d, e.name);
+      if (e.isDirectory()) {
+        const p = visit(abs);
+        if (p) return p;
+      } else if (e.isSymbolicLink() && !within(linkTarget(abs), realRoot)) {
+        return { file: abs, message: `symbolic link ${relativePath(dir, abs)} points outside its package (to ${fs.readlinkSync(abs)}): refused` };
+      }
+    }
+    return undefined;
+  };
+  return { listed, problem: visit(dir) };
+}
+
+/**
+ * Refuses a package with a file that has other names (hard links) outside
+ * it: the walk cannot tell which name is the file's own. `files` are the
+ * walked files of the package folder `dir`, with their stats (links followed).
+ */
+export function hardLinkProblem(dir: string, files: Array<{ abs: string; stats: fs.Stats }>): LinkProblem | undefined {
+  const names = new Map<string, { first: string; nlink: number; real: Set<string> }>();
+  for (const { abs, stats } of files) {
+    if (stats.nlink < 2) continue;
+    const key = `${stats.dev}:${stats.ino}`;
+    const n = names.get(key) ?? { first: abs, nlink: stats.nlink, real: new Set<string>() };
+    n.real.add(fs.realpathSync.native(abs));
+    names.set(key, n);
+  }
+  for (const n of names.values()) {
+    if (n.real.size < n.nlink) {
+      return { file: n.first, message: `${relativePath(dir, n.first)} is a hard link to a file outside its package (${n.nlink} names, ${n.real.size} of them in the package): refused; copy the file instead` };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Refuses a package (a folder, or a zip and its signature) that a symbolic
+ * link takes out of the layer folder `root`, and a zip or signature with
+ * other names (hard links): a zip package is that one file.
+ */
+export function packagePlaceProblem(root: string, abs: string, kind: 'zip' | 'directory'): LinkProblem | undefined {
+  const realRoot = fs.realpathSync.native(root);
+  for (const f of kind === 'zip' ? [abs, `${abs}.sig`] : [abs]) {
+    if (!fs.existsSync(f)) continue;
+    const real = linkTarget(f);
+    if (!within(real, realRoot)) return { file: f, message: `${relativePath(root, f)} leads outside the layer folder (to ${real}) through a symbolic link: refused` };
+    const names = kind === 'zip' ? fs.statSync(f).nlink : 1;
+    if (names > 1) return { file: f, message: `${relativePath(root, f)} is a hard link (the file has ${names} names): a zip package or signature with another name elsewhere is refused; copy the file instead` };
+  }
+  return undefined;
+}
+
+/** Unix file type bits of a zip entry (the high half of its external attributes, as Info-ZIP writes them). */
+const S_IFMT = 0o170000;
+const S_IFLNK = 0o120000;
+
+/**
+ * Refuses a zip whose symbolic link entries (the target is the entry's
+ * content) lead outside its top folder. Other names are checked by the
+ * package model itself (ZipSource: no `..`, no absolute paths).
+ */
+export async function zipLinkProblem(zip: string): Promise<LinkProblem | undefined> {
+  const file = await new Promise<yauzl.ZipFile>((resolve, reject) => {
+    yauzl.open(zip, { lazyEntries: true, autoClose: false, decodeStrings: true, strictFileNames: false }, (err, z) => (err || !z ? reject(err ?? new Error('cannot read zip')) : resolve(z)));
+  });
+  try {
+    return await new Promise<LinkProblem | undefined>((resolve, reject) => {
+      file.on('error', reject);
+      file.on('end', () => resolve(undefined));
+      file.on('entry', (e: yauzl.Entry) => {
+        if (((e.externalFileAttributes >>> 16) & S_IFMT) !== S_IFLNK) { file.readEntry(); return; }
+        file.openReadStream(e, (err, stream) => {
+          if (err || !stream) { reject(err ?? new Error('cannot read entry')); return; }
+          const chunks: Buffer[] = [];
+          stream.on('data', (c: Buffer) => chunks.push(c));
+          stream.on('error', reject);
+          stream.on('end', () => {
+            const target = Buffer.concat(chunks).toString('utf8');
+            const top = e.fileName.split('/')[0];
+            const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(e.fileName), target));
+            if (target.startsWith('/') || !(resolved === top || resolved.startsWith(`${top}/`))) {
+              resolve({ file: zip, message: `${path.basename(zip)}: entry ${e.fileName} is a symbolic link to ${target}, outside the package: refused` });
+            } else file.readEntry();
+          });
+        });
+      });
+      file.readEntry();
+    });
+  } finally {
+    file.close();
+  }
 }

@@ -6,9 +6,16 @@ import type { Hash } from 'node:crypto';
  * give the same bytes, whatever the timestamps, owners, umask or directory
  * order of the machine. Every header is ustar with fixed metadata (root,
  * 0644/0755, FIXED_MTIME); a name too long for ustar gets a pax `path`
- * record. Because the layout is fixed, a tar's exact size is known before a
- * byte is read, so a layer can be streamed inside another tar (docker load)
- * without being written to disk first.
+ * record, a link target too long a pax `linkpath` record. Because the layout
+ * is fixed, a tar's exact size is known before a byte is read, so a layer can
+ * be streamed inside another tar (docker load) without being written to disk
+ * first.
+ *
+ * A hard link (`link`) stands for a file written earlier in the same tar: the
+ * engine unpacks it as another name of that file, so repeated content is
+ * carried once. Its target is always a file entry that comes before it in the
+ * same tar (writeTar refuses anything else): a link can never reach into
+ * another layer, nor out of the tree the layer is unpacked into.
  */
 
 export const FIXED_MTIME = new Date('2020-01-01T00:00:00Z');
@@ -19,7 +26,9 @@ const MAX_SIZE = 0o77777777777;
 export type TarEntry =
   | { name: string; type: 'directory' }
   | { name: string; type: 'file'; size: number; from: string }
-  | { name: string; type: 'file'; size: number; data: Buffer };
+  | { name: string; type: 'file'; size: number; data: Buffer }
+  /** another name for the file entry `target`, written earlier in the same tar */
+  | { name: string; type: 'link'; target: string };
 
 export class TarError extends Error {}
 
@@ -60,7 +69,9 @@ function octal(buf: Buffer, value: number, offset: number, width: number): void 
   buf.write(`${value.toString(8).padStart(width - 1, '0')}\0`, offset, width, 'ascii');
 }
 
-function header(name: string, prefix: string, type: '0' | '5' | 'x', size: number): Buffer {
+type HeaderType = '0' | '1' | '5' | 'x';
+
+function header(name: string, prefix: string, type: HeaderType, size: number, linkname = ''): Buffer {
   const h = Buffer.alloc(BLOCK);
   h.write(name, 0, 100, 'utf8');
   octal(h, type === '5' ? 0o755 : 0o644, 100, 8);
@@ -70,6 +81,7 @@ function header(name: string, prefix: string, type: '0' | '5' | 'x', size: numbe
   octal(h, Math.floor(FIXED_MTIME.getTime() / 1000), 136, 12);
   h.fill(' ', 148, 156);
   h.write(type, 156, 1, 'ascii');
+  h.write(linkname, 157, 100, 'utf8');
   h.write('ustar\0', 257, 6, 'ascii');
   h.write('00', 263, 2, 'ascii');
   octal(h, 0, 329, 8);
@@ -81,17 +93,30 @@ function header(name: string, prefix: string, type: '0' | '5' | 'x', size: numbe
   return h;
 }
 
-/** The header block(s) of one entry: a pax record first when the name needs one. */
+/** The first bytes of `text` that fit in `max` bytes, without a broken character at the end. */
+function truncated(text: string, max: number): string {
+  return Buffer.from(text).subarray(0, max).toString('utf8').replace(/\uFFFD+$/, '');
+}
+
+const HEADER_TYPE: Record<TarEntry['type'], HeaderType> = { file: '0', link: '1', directory: '5' };
+
+/** The header block(s) of one entry: a pax record first when the name or the link target needs one. */
 export function entryHeader(e: TarEntry): Buffer {
   const name = headerName(e);
   const size = e.type === 'file' ? e.size : 0;
   if (size > MAX_SIZE) throw new TarError(`${e.name}: ${size} bytes is too large for a layer tar`);
-  const type = e.type === 'directory' ? '5' : '0';
+  const type = HEADER_TYPE[e.type];
+  const link = e.type === 'link' ? e.target : '';
   const split = ustarSplit(name);
-  if (split) return header(split[1], split[0], type, size);
-  const pax = paxRecord('path', name);
-  const short = Buffer.from(name).subarray(0, 99).toString('utf8').replace(/\uFFFD+$/, '');
-  return Buffer.concat([header(`PaxHeader/${short}`.slice(0, 99), '', 'x', pax.length), pax, Buffer.alloc(padded(pax.length) - pax.length), header(short, '', type, size)]);
+  const linkFits = Buffer.byteLength(link) <= 100;
+  if (split && linkFits) return header(split[1], split[0], type, size, link);
+  const pax = Buffer.concat([...(split ? [] : [paxRecord('path', name)]), ...(linkFits ? [] : [paxRecord('linkpath', link)])]);
+  const short = truncated(name, 99);
+  const [ustarName, prefix] = split ? [split[1], split[0]] : [short, ''];
+  return Buffer.concat([
+    header(`PaxHeader/${short}`.slice(0, 99), '', 'x', pax.length), pax, Buffer.alloc(padded(pax.length) - pax.length),
+    header(ustarName, prefix, type, size, linkFits ? link : truncated(link, 100)),
+  ]);
 }
 
 /** The header of a file entry whose bytes the caller writes. */
@@ -106,12 +131,37 @@ export function tarSize(entries: TarEntry[]): number {
   return total;
 }
 
+/**
+ * `entries` with each file whose content a file before it already has written
+ * as a hard link to that first file, wherever the link takes no more bytes
+ * than the file (a link whose target needs a pax record takes three blocks,
+ * so a one-block file with a long target stays a file). `contentOf` names a
+ * file's content (a digest), or is undefined for one that is never linked.
+ */
+export function linkRepeats(entries: TarEntry[], contentOf: (e: TarEntry & { type: 'file' }) => string | undefined): TarEntry[] {
+  const first = new Map<string, string>();
+  return entries.map((e) => {
+    if (e.type !== 'file' || e.size === 0) return e;
+    const content = contentOf(e);
+    if (content === undefined) return e;
+    const key = `${e.size}:${content}`;
+    const target = first.get(key);
+    if (target === undefined) {
+      first.set(key, e.name);
+      return e;
+    }
+    const link: TarEntry = { name: e.name, type: 'link', target };
+    return entryHeader(link).length <= entryHeader(e).length + padded(e.size) ? link : e;
+  });
+}
+
 const CHUNK = 1 << 20;
 
 /**
  * Writes the tar of `entries` through `write` (which may wait, for back
  * pressure), feeding every byte to `hash`. A file whose size changed since it
- * was listed is an error: the tar's size was promised already.
+ * was listed is an error: the tar's size was promised already. So is a link
+ * whose target is not a file this tar wrote before it.
  */
 export async function writeTar(entries: TarEntry[], write: (chunk: Buffer) => Promise<void>, hash?: Hash): Promise<void> {
   // small pieces (headers, small files) are gathered into chunks of about 1 MB
@@ -130,9 +180,12 @@ export async function writeTar(entries: TarEntry[], write: (chunk: Buffer) => Pr
     pendingBytes += b.length;
     if (pendingBytes >= CHUNK) await flush();
   };
+  const written = new Set<string>();
   for (const e of entries) {
+    if (e.type === 'link' && !written.has(e.target)) throw new TarError(`${e.name}: a link to ${e.target}, which is not a file written before it in this tar`);
     await out(entryHeader(e));
     if (e.type !== 'file') continue;
+    written.add(e.name);
     if ('data' in e) {
       if (e.data.length !== e.size) throw new TarError(`${e.name}: ${e.data.length} bytes, ${e.size} listed`);
       await out(e.data);

@@ -47,7 +47,7 @@ describe('builder: cache files', () => {
 
   it('the package cache keeps the caches of the most recently built layer folders', () => {
     const dir = tmpDir('prune-cache-');
-    const entry = { stamp: 's', hash: 'sha256:0', baked: {} as never };
+    const entry = { stamp: 's', hash: 'sha256:0', baked: {} as never, digests: [] };
     const seen = new Set<string>();
     for (let i = 0; i <= KEEP_PACKAGE_CACHES; i++) {
       const c = LayerCache.open(dir, path.join(dir, `layer${i}`));

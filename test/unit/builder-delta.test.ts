@@ -10,15 +10,27 @@ import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage } from '../helpers
 /** A layer's files as an image holds them: path -> content ('/' for a folder). */
 type Tree = Map<string, string>;
 
+/** What one entry puts at its path; a link is its target's content, which must come from the same layer. */
+function content(e: TarEntry, same: Tree): string {
+  if (e.type === 'directory') return '/';
+  if (e.type === 'link') {
+    const target = same.get(e.target);
+    if (target === undefined) throw new Error(`${e.name} links to ${e.target}, not written before it in the same layer`);
+    return target;
+  }
+  return ('data' in e ? e.data : fs.readFileSync(e.from)).toString('utf8');
+}
+
 function flatten(entries: TarEntry[]): Tree {
   const t: Tree = new Map();
-  for (const e of entries) t.set(e.name, e.type === 'directory' ? '/' : ('data' in e ? e.data : fs.readFileSync(e.from)).toString('utf8'));
+  for (const e of entries) t.set(e.name, content(e, t));
   return t;
 }
 
 /** Applies a layer over a tree as the image layer format says: whiteouts remove, an opaque mark hides what was below its folder. */
 function apply(below: Tree, layer: TarEntry[]): Tree {
   const out = new Map(below);
+  const own: Tree = new Map();
   const drop = (p: string) => { for (const k of [...out.keys()]) if (k === p || k.startsWith(`${p}/`)) out.delete(k); };
   for (const e of layer) {
     const dir = e.name.slice(0, e.name.lastIndexOf('/'));
@@ -30,7 +42,9 @@ function apply(below: Tree, layer: TarEntry[]): Tree {
     const base = e.name.slice(e.name.lastIndexOf('/') + 1);
     if (base === OPAQUE_MARK) continue;
     if (base.startsWith(WHITEOUT_PREFIX)) { drop(`${dir}/${base.slice(WHITEOUT_PREFIX.length)}`); continue; }
-    out.set(e.name, e.type === 'directory' ? '/' : ('data' in e ? e.data : fs.readFileSync(e.from)).toString('utf8'));
+    const c = content(e, own);
+    own.set(e.name, c);
+    out.set(e.name, c);
   }
   return out;
 }
