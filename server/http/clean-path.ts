@@ -41,7 +41,9 @@ export function routerClean(p: string): string {
 export function redirectUncleanPath(req: http.IncomingMessage, res: http.ServerResponse, next: () => void): void {
   const location = req.url === undefined ? undefined : cleanPathRedirect(req.url);
   if (location === undefined) { next(); return; }
-  res.writeHead(301, { Location: location });
+  // not writeHead: headers written at end() let Node know the body is empty (Content-Length: 0, as Go sends)
+  res.statusCode = 301;
+  res.setHeader('Location', location);
   res.end();
 }
 
