@@ -242,7 +242,7 @@ export interface AuthenticatorOptions {
 export class Authenticator {
   private challenge?: Challenge;
   private creds?: FoundCredentials | null;
-  private readonly tokens = new Map<string, CachedToken>();
+  private readonly tokens = new Map<string, Promise<CachedToken>>();
 
   constructor(private readonly opts: AuthenticatorOptions) {}
 
@@ -255,11 +255,15 @@ export class Authenticator {
       return creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}` : undefined;
     }
     const key = scopeKey(scopes);
-    const cached = this.tokens.get(key);
-    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.value}`;
-    const token = await this.fetchToken(c, [...new Set(scopes)]);
-    this.tokens.set(key, token);
-    return `Bearer ${token.value}`;
+    const now = Date.now();
+    let pending = this.tokens.get(key);
+    // parallel requests needing the same scopes share one token request
+    if (!pending || ((await pending.catch(() => undefined))?.expiresAt ?? 0) <= now) {
+      pending = this.fetchToken(c, [...new Set(scopes)]);
+      this.tokens.set(key, pending);
+      pending.catch(() => this.tokens.get(key) === pending && this.tokens.delete(key));
+    }
+    return `Bearer ${(await pending).value}`;
   }
 
   /**

@@ -96,6 +96,17 @@ export function describeRegistryAnswer(status: number, body: Buffer): { text: st
   return { text: line ? `${status} ${line}` : `${status}` };
 }
 
+/** A 401 that fresh authorization cannot fix; the operation that met it adds what it was doing. */
+class Refused extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
 interface Exchange {
   method: string;
   /** a path on the registry, or a URL it gave (an upload location) */
@@ -335,6 +346,7 @@ export class RegistryClient {
       });
     } catch (err) {
       if (err instanceof RegistryError) throw err;
+      if (err instanceof Refused) throw new RegistryError(`${this.where(repository)}: ${what}: ${err.message}`, this.registry, repository, err.status, err.code);
       if (err instanceof TransportError || err instanceof AuthError) throw new RegistryError(`${this.where(repository)}: ${what}: ${err.message}`, this.registry, repository);
       throw err;
     }
@@ -408,9 +420,8 @@ export class RegistryClient {
         const body = await res.buffer(64 * 1024).catch(() => Buffer.alloc(0));
         if (round < 2 && (await this.auth.challenged(res, scopes, authorization !== undefined))) continue;
         const said = describeRegistryAnswer(res.status, body);
-        const repo = x.scopes[0]?.split(':')[1];
-        const why = authorization ? `refused ${await this.auth.describeCredentials()}` : `requires authentication and there are ${await this.auth.describeCredentials()}`;
-        throw new RegistryError(`${this.where(repo)}: the registry ${why}: ${said.text}`, this.registry, repo, 401, said.code);
+        const why = (await this.auth.credentials()) ? `refused ${await this.auth.describeCredentials()}` : `requires authentication and there are ${await this.auth.describeCredentials()}`;
+        throw new Refused(`the registry ${why}: ${said.text}`, 401, said.code);
       }
       if (res.status >= 500 || res.status === 429 || res.status === 408) {
         const body = await res.buffer(64 * 1024).catch(() => Buffer.alloc(0));
