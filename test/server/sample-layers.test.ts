@@ -8,8 +8,19 @@ import path from 'node:path';
 import { BUNDLED_LAYERS } from '../../server/config.js';
 import { cleanupTmp, tmpDir } from '../helpers/fixtures.js';
 import { get, getJson, runServer, startRegistry, type TestRegistry } from '../helpers/server.js';
+import { readZip } from '../helpers/zip.js';
 
 type Entry = { name: string; version: string; title: string; release: string };
+type Image = { src: string; path: string };
+type Info = Entry & { download: string; icons?: Image[]; screenshots?: Image[]; format_version: string; policy_templates?: Array<{ icons?: Image[] }> };
+
+/** A GET as Kibana makes it: registry URL + the path, redirects followed. */
+async function kibanaGet(base: string, p: string): Promise<{ status: number; hops: number; body: Buffer }> {
+  let r = await get(base, p);
+  let hops = 0;
+  while (r.status === 301 && hops < 5) { r = await get(base, String(r.headers.location)); hops++; }
+  return { status: r.status, hops, body: r.body };
+}
 
 describe('server: the bundled sample layers', function () {
   this.timeout(20000);
@@ -58,6 +69,42 @@ describe('server: the bundled sample layers', function () {
     expect(pre.map((e) => e.name)).to.include('otel_gateway');
     for (const e of stable) expect(e.version, e.name).to.not.include('-');
     expect(stable.find((e) => e.name === 'redis_lite')?.release).to.equal('beta');
+  });
+
+  it('a Kibana 7.x finds a package: /search?kibana.version=7.17.0 answers apache_httpd 1.1.0 (format 1.0.0)', async () => {
+    const found = await getJson<Entry[]>(reg!.url, '/search?kibana.version=7.17.0');
+    expect(found.map((e) => `${e.name}@${e.version}`)).to.deep.equal(['apache_httpd@1.1.0']);
+    // 7.x's own find-latest query
+    const latest = await getJson<Entry[]>(reg!.url, '/search?package=apache_httpd&internal=true&experimental=true&kibana.version=7.17.0');
+    expect(latest.map((e) => e.version)).to.deep.equal(['1.1.0']);
+    // a Kibana 8.8+ still gets the newest
+    expect((await getJson<Entry[]>(reg!.url, '/search?package=apache_httpd&kibana.version=8.11.0'))[0].version).to.equal('1.4.0');
+  });
+
+  it('the 7.x install path: package info, the zip with one top folder, the icon as its src is written', async () => {
+    const info = await getJson<Info>(reg!.url, '/package/apache_httpd/1.1.0/');
+    expect(info.format_version).to.equal('1.0.0');
+    expect(info.download).to.equal('/epr/apache_httpd/apache_httpd-1.1.0.zip');
+    const zip = await get(reg!.url, info.download);
+    expect(zip.status).to.equal(200);
+    const names = (await readZip(zip.body)).map((e) => e.name);
+    expect(names).to.include('apache_httpd-1.1.0/manifest.yml');
+    expect(new Set(names.map((n) => n.split('/')[0]))).to.deep.equal(new Set(['apache_httpd-1.1.0']));
+    // src `/img//apache_httpd-logo.svg`: Kibana asks for it as written and follows EPR's 301
+    expect(info.icons![0]).to.deep.include({ src: '/img//apache_httpd-logo.svg', path: '/package/apache_httpd/1.1.0/img/apache_httpd-logo.svg' });
+    const icon = await kibanaGet(reg!.url, `/package/apache_httpd/1.1.0${info.icons![0].src}`);
+    expect([icon.status, icon.hops]).to.deep.equal([200, 1]);
+  });
+
+  it('every icon and screenshot can be fetched by its path, and by its src as Kibana asks for it', async () => {
+    for (const e of await getJson<Entry[]>(reg!.url, '/search?all=true&prerelease=true')) {
+      const info = await getJson<Info>(reg!.url, `/package/${e.name}/${e.version}/`);
+      const images = [...(info.icons ?? []), ...(info.screenshots ?? []), ...(info.policy_templates ?? []).flatMap((t) => t.icons ?? [])];
+      for (const img of images) {
+        expect((await get(reg!.url, img.path)).status, img.path).to.equal(200);
+        expect((await kibanaGet(reg!.url, `/package/${e.name}/${e.version}${img.src}`)).status, img.src).to.equal(200);
+      }
+    }
   });
 
   it('every package info and every asset it lists can be fetched', async () => {
