@@ -13,17 +13,29 @@ import { DistributionError, type Distribution } from './distribution.js';
 import { git, materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
 import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
 import { defaultCacheDir } from './package-cache.js';
-import { assembleImage, LAYER_KEYS_LABEL, readBaseImage } from './assemble.js';
+import { baseImageOf, composeImage, LAYER_KEYS_LABEL, type BaseImage } from './assemble.js';
+import { OciStore } from './oci/store.js';
+import { engineStoreKind, importFromEngine, loadIntoEngine, type EngineStoreKind, type LoadResult } from './oci/engine.js';
+import type { OciImage } from './oci/model.js';
+import { parseReference, formatReference } from './oci/reference.js';
+import { pullImage, pushImage, headManifest, type PushReport } from './oci/registry.js';
+
+// interim: these two modules land from parallel work; loaded when first needed
+type Loose = (...args: never[]) => Promise<never>;
+const later = async (m: string) => (await import(m)) as Record<string, Loose>;
+const checkInProcess = async (...a: unknown[]) => ((await later('./oci/check.js')).checkInProcess as unknown as (...x: unknown[]) => Promise<{ versions: number; millis: number }>)(...a);
+const sinceSet = async (...a: unknown[]) => ((await later('./oci/bundle.js')).sinceSet as unknown as (...x: unknown[]) => Promise<Set<string>>)(...a);
+const writeBundle = async (...a: unknown[]) => ((await later('./oci/bundle.js')).writeBundle as unknown as (...x: unknown[]) => Promise<{ bytes: number; fullBytes: number; blobsLeftOut: number }>)(...a);
 import { planLayers, type PlannedLayers } from './layer-plan.js';
 import { checkImageStarts, type StartCheck } from './image-check.js';
 import { DockerfileError, parseDistributionDockerfile, type DistributionDockerfile } from './dockerfile.js';
 import { withParents, type TarEntry } from './tar.js';
 import { selectVersions, type LiteSizes } from './lite.js';
 import { imageLabels, imageTags, stackVersions } from './tags.js';
-import { buildImage, inspectImage, pushImage, tagImage, untag } from './image.js';
+import { buildImage, EngineOperationError, inspectImage, tagImage, untag } from './image.js';
 import { LABEL_PREFIX } from './tags.js';
 import { checkStagePolicy, PolicyViolationError, type PolicyFlags, type PolicyResult } from './stages/policy.js';
-import { bakedList, readPublished, type PublishedFrom, type PublishedLookup } from './stages/published.js';
+import { bakedList, readPublished, readPublishedOci, type PublishedFrom, type PublishedLookup } from './stages/published.js';
 import { diffPackages, type PackageDiff } from './stages/diff.js';
 
 /**
@@ -49,8 +61,14 @@ export interface BuildOptions {
   policyFlags?: PolicyFlags;
   /** where the last published image is read from (default auto: local engine, else the registry) */
   publishedFrom?: PublishedFrom;
-  /** the builder's cache (packages, git trees, base image configs); default defaultCacheDir() */
+  /** the builder's cache (packages, git trees, the image store); default defaultCacheDir() */
   cacheDir?: string;
+  /** build with no Docker engine: the base from the store, --base or the registry; the check runs in-process */
+  noEngine?: boolean;
+  /** --base: the registry base image (an image reference, or an OCI layout folder or bundle) */
+  base?: string;
+  /** registries reached over plain HTTP although they are not on this machine */
+  insecureRegistries?: string[];
 }
 
 export interface BuildState {
@@ -84,6 +102,26 @@ export interface BuildState {
   timings: Record<string, number>;
   /** what that check found: the image was kept, or made again from the files */
   speculation?: 'confirmed' | 'redone';
+  /** the builder's image store (builder/oci/store.ts) */
+  store: OciStore;
+  /** the base image as the store holds it */
+  base?: BaseImage;
+  /** the distribution image in the store */
+  image?: OciImage;
+  /** layers packed into the store by this build, and their compressed bytes */
+  packed?: { layers: number; bytes: number };
+  /** the engine's image store, and how the image went into it */
+  engineStore?: EngineStoreKind;
+  engineLoad?: LoadResult;
+  /** which build-time check ran */
+  check?: 'container' | 'in-process';
+  /** the engine's name of the image (classic: the config digest; containerd: the manifest digest) */
+  engineImageId?: string;
+  /** where each tag pointed in the store before this build */
+  previousInStore: Map<string, string | undefined>;
+  /** what the push sent and found, and where the base image went */
+  pushReport?: PushReport;
+  pushedBase?: string;
 }
 
 /** Runs one step, adding its seconds to s.timings[name]. */
@@ -104,19 +142,35 @@ export function newBuildState(distribution: Distribution, opts: BuildOptions): B
   if (distribution.registryVersion !== SERVICE_VERSION) {
     throw new DistributionError(distribution.file, [`package_registry.version: is ${distribution.registryVersion} but this tree's server is ${SERVICE_VERSION}`]);
   }
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `epr-build-${distribution.name}-`));
   return {
     distribution,
     opts,
-    work: fs.mkdtempSync(path.join(os.tmpdir(), `epr-build-${distribution.name}-`)),
+    work,
     layers: [],
     stackVersions: [],
     dirtyLayers: [],
     tags: [],
     baseBuilt: false,
     previous: new Map(),
+    previousInStore: new Map(),
     pushed: [],
     timings: {},
+    store: openStore(opts, work),
   };
+}
+
+/** The store in the builder cache; one that cannot be written there lives in the build's scratch folder (it only costs time). */
+function openStore(opts: BuildOptions, work: string): OciStore {
+  const dir = path.join(opts.cacheDir ?? defaultCacheDir(), 'oci');
+  try {
+    const store = OciStore.open(dir);
+    fs.accessSync(store.dir, fs.constants.W_OK);
+    return store;
+  } catch (err) {
+    opts.log(`the builder's image store ${dir} cannot be written (${(err as Error).message.split('\n')[0]}): using a temporary one`);
+    return OciStore.open(path.join(work, 'oci'));
+  }
 }
 
 export function repositoryOf(s: BuildState): string {
@@ -167,10 +221,11 @@ export async function validateAndMerge(s: BuildState, opts: { trust?: boolean } 
  * throws PolicyViolationError naming every offending package, before anything
  * is built, tagged or pushed. Returns one line for the task title.
  */
-export async function checkPolicy(s: BuildState, docker: Docker): Promise<string> {
+export async function checkPolicy(s: BuildState, docker: Docker | undefined): Promise<string> {
   if (!s.merge) throw new Error('merge first');
   const ref = `${repositoryOf(s)}:${s.distribution.name}`;
-  s.published = await readPublished(docker, ref, s.opts.publishedFrom ?? 'auto');
+  const from = s.opts.publishedFrom ?? 'auto';
+  s.published = docker ? await readPublished(docker, ref, from) : await readPublishedOci(s.store, ref, from, { insecureRegistries: s.opts.insecureRegistries });
   const p = s.distribution.policy;
   const rules = `overwrite ${p.overwrite}, removal ${p.removal}`;
   if (!s.published.found) return `${rules}; no published image yet (${s.published.why}): no constraint`;
@@ -217,37 +272,121 @@ function projectGit(args: string[]): string {
 const baseForRun = new Map<string, string>();
 const builtThisRun = new Set<string>();
 
-/** Builds package-registry:<version>-<digest> unless it exists (or --no-cache: then once per run). */
+/** The store's name for the newest base built from this tree's server sources: how a build with no engine finds it. */
+export function baseSourceName(nodeImage: string): string {
+  return `${BASE_REPOSITORY}-source:${baseImageTag(nodeImage)}`;
+}
+
+/** Where --push puts the base image, next to the distribution; a --no-engine build to that repository looks there. */
+export function registryBaseRef(repository: string, nodeImage: string): string {
+  return `${repository}:base-${baseImageTag(nodeImage)}`;
+}
+
+/** Builds package-registry:<version>-<digest> unless it exists (or --no-cache: then once per run), and reads it into the store. */
 export async function ensureBaseImage(s: BuildState, docker: Docker): Promise<string> {
   // one base per run and Node image: `build --all` keeps one base even if server/ changes meanwhile
   const tag = baseForRun.get(s.distribution.baseImage) ?? baseImageTag(s.distribution.baseImage, (await inspectImage(docker, s.distribution.baseImage))?.Id);
   baseForRun.set(s.distribution.baseImage, tag);
   const ref = `${BASE_REPOSITORY}:${tag}`;
   s.baseTag = tag;
-  if ((!s.opts.noCache || builtThisRun.has(ref)) && await inspectImage(docker, ref)) return `${ref} present`;
-  const temp = `${TEMP_REPOSITORY}:base-${crypto.randomBytes(6).toString('hex')}`;
-  try {
-    const id = await buildImage(docker, {
-      context: baseContext(),
-      dockerfile: 'Dockerfile.base',
-      tag: temp,
-      nocache: s.opts.noCache,
-      buildargs: {
-        NODE_IMAGE: s.distribution.baseImage,
-        VERSION: SERVICE_VERSION,
-        REVISION: projectCommit(),
-        CREATED: projectGit(['log', '-1', '--format=%cI']) || new Date().toISOString(),
-        SOURCE: projectGit(['config', '--get', 'remote.origin.url']) || 'https://github.com/elastic/package-registry',
-      },
-      onOutput: s.opts.log,
-    });
-    await tagImage(docker, id, ref);
-    builtThisRun.add(ref);
-    s.baseBuilt = true;
-    return `${ref} built`;
-  } finally {
-    await untag(docker, temp).catch(() => undefined);
+  let said = `${ref} present`;
+  if (!((!s.opts.noCache || builtThisRun.has(ref)) && await inspectImage(docker, ref))) {
+    const temp = `${TEMP_REPOSITORY}:base-${crypto.randomBytes(6).toString('hex')}`;
+    try {
+      const id = await buildImage(docker, {
+        context: baseContext(),
+        dockerfile: 'Dockerfile.base',
+        tag: temp,
+        nocache: s.opts.noCache,
+        buildargs: {
+          NODE_IMAGE: s.distribution.baseImage,
+          VERSION: SERVICE_VERSION,
+          REVISION: projectCommit(),
+          CREATED: projectGit(['log', '-1', '--format=%cI']) || new Date().toISOString(),
+          SOURCE: projectGit(['config', '--get', 'remote.origin.url']) || 'https://github.com/elastic/package-registry',
+        },
+        onOutput: s.opts.log,
+      });
+      await tagImage(docker, id, ref);
+      builtThisRun.add(ref);
+      s.baseBuilt = true;
+      said = `${ref} built`;
+    } finally {
+      await untag(docker, temp).catch(() => undefined);
+    }
   }
+  await timed(s, 'base image into the store', () => baseIntoStore(s, docker, ref));
+  return said;
+}
+
+/** The engine's base image as the store holds it: read with `docker save` once per image ID. */
+async function baseIntoStore(s: BuildState, docker: Docker, ref: string): Promise<void> {
+  const info = await inspectImage(docker, ref);
+  if (!info) throw new EngineOperationError(`base image ${ref} is not in the engine`);
+  let image = s.store.resolve(ref);
+  if (!image || ![image.configDescriptor.digest, image.manifestDescriptor.digest].includes(info.Id)) {
+    image = await importFromEngine(docker, ref, s.store);
+  }
+  s.store.tag(ref, image, { [BASE_ANNOTATION]: 'true' });
+  s.store.tag(baseSourceName(s.distribution.baseImage), image, { [BASE_ANNOTATION]: 'true' });
+  s.base = baseImageOf(image);
+}
+
+/** Marks the base images in the store's index: kept by its pruning as long as they are the newest for their sources. */
+export const BASE_ANNOTATION = 'org.elastic.package-registry.base';
+
+/**
+ * The base image of a build with no engine: --base (an image reference, or
+ * an OCI layout folder), else the one the store has for this tree's server
+ * sources, else the one --push put next to the distribution in its registry.
+ */
+export async function baseWithoutEngine(s: BuildState): Promise<string> {
+  const name = baseSourceName(s.distribution.baseImage);
+  s.baseTag = baseImageTag(s.distribution.baseImage);
+  const pulled = async (ref: string) => pullImage(parseReference(ref), s.store, { insecureRegistries: s.opts.insecureRegistries, onProgress: s.opts.log });
+  let image: OciImage | undefined;
+  let said: string;
+  if (s.opts.base) {
+    const given = s.opts.base;
+    if (fs.existsSync(given)) {
+      image = await readLayoutImage(s.store, given);
+      said = `${given} (OCI layout)`;
+    } else {
+      image = await pulled(given);
+      said = `${given} (registry)`;
+    }
+  } else {
+    image = s.store.resolve(name);
+    said = `${name} (builder store)`;
+    if (!image) {
+      const ref = registryBaseRef(repositoryOf(s), s.distribution.baseImage);
+      const found = await headManifest(parseReference(ref), { insecureRegistries: s.opts.insecureRegistries }).catch(() => undefined);
+      if (!found) {
+        throw new DistributionError(s.distribution.file, [`--no-engine: no registry base image for server ${SERVICE_VERSION} with these server sources: not in the builder's store (${name}) nor in the registry (${ref}). Build once with an engine and --push (that pushes it there), or name one with --base <image ref | OCI layout folder>`]);
+      }
+      image = await pulled(ref);
+      said = `${ref} (registry)`;
+    }
+  }
+  s.store.tag(name, image, { [BASE_ANNOTATION]: 'true' });
+  s.base = baseImageOf(image);
+  return said;
+}
+
+/** The image of an OCI image layout folder (its only one, or the first of its index). */
+async function readLayoutImage(store: OciStore, dir: string): Promise<OciImage> {
+  const indexFile = path.join(dir, 'index.json');
+  if (!fs.existsSync(path.join(dir, 'oci-layout')) || !fs.existsSync(indexFile)) throw new DistributionError(dir, ['--base: not an OCI image layout folder (no oci-layout and index.json)']);
+  const idx = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { manifests?: Array<{ digest: string; size: number; mediaType: string }> };
+  const m = idx.manifests?.[0];
+  if (!m) throw new DistributionError(dir, ['--base: the layout names no image']);
+  const blob = (d: string) => path.join(dir, 'blobs', 'sha256', d.replace(/^sha256:/, ''));
+  const copy = async (d: { digest: string; size: number; mediaType: string }) => store.write(d, fs.createReadStream(blob(d.digest)));
+  await copy(m);
+  const manifest = JSON.parse(store.read(m.digest).toString('utf8')) as { config: { digest: string; size: number; mediaType: string }; layers: Array<{ digest: string; size: number; mediaType: string }> };
+  await copy(manifest.config);
+  for (const l of manifest.layers) await copy(l);
+  return store.image(m.digest);
 }
 
 // ---------------------------------------------------------------------------
@@ -299,17 +438,18 @@ function topEntries(df: DistributionDockerfile, context: string): TarEntry[] {
 }
 
 /**
- * The image, put together from the base image, the package layers (those the
- * engine holds from an earlier build are reused, the others streamed from
- * the package folders) and what Dockerfile.distribution adds; then started
- * once with no network as the build-time check.
+ * The image, put together in the store from the base image, the package
+ * layers (those an earlier build packed are reused, the others packed from
+ * the package folders) and what Dockerfile.distribution adds; then checked
+ * before anything is tagged: started with no network in the engine, or with
+ * no engine its server run in-process over the layers.
  */
-export async function buildDistributionImage(s: BuildState, docker: Docker): Promise<string> {
-  if (!s.merge || !s.baseTag || !s.commit) throw new Error('merge and base image first');
+export async function buildDistributionImage(s: BuildState, docker: Docker | undefined): Promise<string> {
+  if (!s.merge || !s.base || !s.commit) throw new Error('merge and base image first');
   const merge = s.merge;
+  const base = s.base;
   const df = parseDistributionDockerfile(fs.readFileSync(DOCKERFILE, 'utf8'));
-  const base = await timed(s, 'base image config', () => readBaseImage(docker, `${BASE_REPOSITORY}:${s.baseTag}`, cacheDirOf(s)));
-  const planned = await timed(s, 'find reusable layers', () => planLayers(docker, base, merge.contributions, { reuse: !s.opts.noCache, delta: !s.opts.noCache && !s.opts.noDelta, cacheDir: cacheDirOf(s) }));
+  const planned = await timed(s, 'find reusable layers', () => planLayers(s.store, base, merge.contributions, { reuse: !s.opts.noCache, delta: !s.opts.noCache && !s.opts.noDelta, cacheDir: cacheDirOf(s) }));
   s.plan = planned;
 
   const labels = imageLabels({
@@ -325,29 +465,44 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   const reason = s.opts.policyFlags?.reason?.trim();
   if (s.policy?.overrides.length) labels[`${LABEL_PREFIX}.policy-overrides`] = s.policy.overrides.join(',');
   if (reason) labels[`${LABEL_PREFIX}.policy-reason`] = reason;
-  labels['package-registry'] = s.baseTag;
+  labels['package-registry'] = s.baseTag!;
   labels[LAYER_KEYS_LABEL] = planned.labelEntries.join(',');
   const context = writeContext(s);
 
-  // the temporary tag keeps the image alive until the real tags are on it
-  s.tempTag = `${TEMP_REPOSITORY}:${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
-  const tag = s.tempTag;
   let failure: unknown;
   try {
-    s.imageId = await timed(s, 'package layers and Dockerfile.distribution (docker load)', () => assembleImage(docker, {
+    const sentKeys = planned.labelEntries.slice(planned.reused.length);
+    const composed = await timed(s, 'pack layers into the store', () => composeImage(s.store, {
       base,
       reused: planned.reused,
-      layers: planned.sent,
+      // the same key names the same tar: a layer packed before (by any build) is taken from the store
+      layers: planned.sent.map((l, i) => ({ ...l, key: s.opts.noCache ? undefined : layerBlobKey(planned, sentKeys[i]) })),
       top: topEntries(df, context),
       env: df.env,
       topHistory: df.history,
       labels: { ...Object.fromEntries(df.labels), ...labels },
       created: commitTime(s),
-      tag,
       onProgress: s.opts.log,
     }));
-    const imageId = s.imageId;
-    s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, imageId, { versions: merge.served.length, paths: s.layers.length }));
+    s.image = composed.image;
+    s.packed = { layers: composed.packed, bytes: composed.packedBytes };
+    s.imageId = composed.image.configDescriptor.digest;
+    // the temporary name keeps the image (and its blobs) in the store until the real tags are on it
+    s.tempTag = `${TEMP_REPOSITORY}:${s.distribution.name}-${crypto.randomBytes(6).toString('hex')}`;
+    s.store.tag(s.tempTag, composed.image, { [LAYER_KEYS_LABEL]: labels[LAYER_KEYS_LABEL] });
+    const image = composed.image;
+    if (docker) {
+      const tag = s.tempTag;
+      s.engineStore ??= await engineStoreKind(docker);
+      s.engineLoad = await timed(s, `load into the engine (${s.engineStore} store)`, () => loadIntoEngine(docker, s.store, image, tag, { kind: s.engineStore, alsoHeld: [`${BASE_REPOSITORY}:${s.baseTag}`] }));
+      s.engineImageId = s.engineLoad.id;
+      s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, s.engineLoad!.id, { versions: merge.served.length, paths: s.layers.length }));
+      s.check = 'container';
+    } else {
+      const check = await timed(s, 'start check (in-process)', () => checkInProcess(s.store, image, { skipLayers: base.diffIds.length, expect: { versions: merge.served.length, paths: s.layers.length } }));
+      s.startCheck = { versions: check.versions, millis: check.millis };
+      s.check = 'in-process';
+    }
   } catch (err) {
     // a lower layer that changed under the trust can be what failed (a file changed while packed, a stale index)
     if (!merge.verification) throw err;
@@ -363,6 +518,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
       s.opts.log(`layer ${merge.trusted.join(', ')} changed since the last build: making the image again from its files`);
       await dropTempTag(s, docker);
       s.imageId = undefined;
+      s.image = undefined;
       await validateAndMerge(s, { trust: false });
       await checkPolicy(s, docker);
       return buildDistributionImage(s, docker);
@@ -371,42 +527,92 @@ export async function buildDistributionImage(s: BuildState, docker: Docker): Pro
   return s.imageId!;
 }
 
-/** A lite build: its size against the full image of the distribution it selects from, if that is in the engine. */
-export async function measureLite(s: BuildState, docker: Docker): Promise<LiteSizes> {
+/** The store key of a layer blob: a whole layer's chain key, a delta's with the full layer it goes on. */
+function layerBlobKey(plan: PlannedLayers, entry: string | undefined): string | undefined {
+  if (!entry) return undefined;
+  return plan.delta && entry.startsWith('+') ? `${plan.delta.base}${entry}` : entry;
+}
+
+/** Bytes of an image as a registry stores it: its compressed layers. */
+function storedBytes(image: OciImage): number {
+  return image.layers.reduce((n, l) => n + l.size, 0);
+}
+
+/** A lite build: its size against the full image of the distribution it selects from (the engine's, else the store's). */
+export async function measureLite(s: BuildState, docker: Docker | undefined): Promise<LiteSizes> {
   const sel = s.distribution.select;
-  if (!sel || !s.merge || !s.imageId) throw new Error('a lite distribution, built');
+  if (!sel || !s.merge || !s.image) throw new Error('a lite distribution, built');
   const fromRef = `${s.opts.repository ?? sel.fromRepository ?? s.distribution.repository}:${sel.from}`;
-  const [lite, full] = [await inspectImage(docker, s.imageId), await inspectImage(docker, fromRef)];
-  s.lite = { from: sel.from, fromRef, selected: s.merge.served.length, total: s.merge.available, bytes: lite?.Size ?? 0, fromBytes: full?.Size };
+  if (docker && s.engineImageId) {
+    const [lite, full] = [await inspectImage(docker, s.engineImageId), await inspectImage(docker, fromRef)];
+    s.lite = { from: sel.from, fromRef, selected: s.merge.served.length, total: s.merge.available, bytes: lite?.Size ?? 0, fromBytes: full?.Size };
+  } else {
+    const full = s.store.resolve(fromRef);
+    s.lite = { from: sel.from, fromRef, selected: s.merge.served.length, total: s.merge.available, bytes: storedBytes(s.image), fromBytes: full ? storedBytes(full) : undefined };
+  }
   return s.lite;
 }
 
-/** Points every tag at the new image, remembering where each pointed before. */
-export async function applyTags(s: BuildState, docker: Docker): Promise<void> {
-  if (!s.imageId) throw new Error('build first');
-  for (const ref of s.tags) s.previous.set(ref, (await inspectImage(docker, ref))?.Id);
-  for (const ref of s.tags) await tagImage(docker, s.imageId, ref);
+/** Points every tag at the new image, in the store and in the engine, remembering where each pointed before. */
+export async function applyTags(s: BuildState, docker: Docker | undefined): Promise<void> {
+  if (!s.image) throw new Error('build first');
+  const annotations = { [LAYER_KEYS_LABEL]: s.plan?.labelEntries.join(',') ?? '' };
+  for (const ref of s.tags) {
+    s.previous.set(ref, docker ? (await inspectImage(docker, ref))?.Id : undefined);
+    s.previousInStore.set(ref, s.store.resolve(ref)?.manifestDescriptor.digest);
+  }
+  for (const ref of s.tags) {
+    s.store.tag(ref, s.image, annotations);
+    if (docker && s.engineImageId) await tagImage(docker, s.engineImageId, ref);
+  }
   await dropTempTag(s, docker);
+  // images older than the newest few go from the store, with the blobs only they used
+  s.store.prune(KEEP_STORE_IMAGES, new Set(s.tags));
 }
 
+/** Named images the store keeps (base images included): enough for every distribution's last builds and their delta bases. */
+export const KEEP_STORE_IMAGES = 24;
+
 /** Removes the temporary build tag; without other tags (a failed step) the image goes with it. */
-export async function dropTempTag(s: BuildState, docker: Docker): Promise<void> {
+export async function dropTempTag(s: BuildState, docker: Docker | undefined): Promise<void> {
   if (!s.tempTag) return;
-  await untag(docker, s.tempTag).catch(() => undefined);
+  s.store.untag(s.tempTag);
+  if (docker) await untag(docker, s.tempTag).catch(() => undefined);
   s.tempTag = undefined;
 }
 
 /** Puts the tags back where they were (after a refused push). */
-export async function restoreTags(s: BuildState, docker: Docker): Promise<void> {
+export async function restoreTags(s: BuildState, docker: Docker | undefined): Promise<void> {
+  for (const [ref, prev] of s.previousInStore) {
+    if (prev) s.store.tag(ref, s.store.image(prev));
+    else s.store.untag(ref);
+  }
+  if (!docker) return;
   for (const [ref, prev] of s.previous) {
     if (prev) await tagImage(docker, prev, ref);
     else await untag(docker, ref);
   }
 }
 
-export async function pushTags(s: BuildState, docker: Docker): Promise<void> {
+/**
+ * Pushes the image straight from the store to its registry (no engine):
+ * every blob the registry lacks, then a manifest per tag; and the base image
+ * next to it, where a --no-engine build looks for it. A push that fails
+ * leaves no tag on a partial image (manifests go last) and the local tags
+ * where they were.
+ */
+export async function pushTags(s: BuildState, docker: Docker | undefined): Promise<PushReport> {
+  if (!s.image || !s.base) throw new Error('build first');
   try {
-    for (const ref of s.tags) s.pushed.push({ ref, digest: await pushImage(docker, ref, s.opts.log) });
+    const refs = s.tags.map((t) => parseReference(t));
+    const baseRef = parseReference(registryBaseRef(repositoryOf(s), s.distribution.baseImage));
+    const opts = { insecureRegistries: s.opts.insecureRegistries, onProgress: s.opts.log };
+    const baseReport = await pushImage(s.base.image, s.store, [baseRef], opts);
+    const report = await pushImage(s.image, s.store, refs, opts);
+    for (const ref of s.tags) s.pushed.push({ ref, digest: report.manifestDigest });
+    s.pushReport = { ...report, blobsSent: report.blobsSent + baseReport.blobsSent, bytesSent: report.bytesSent + baseReport.bytesSent };
+    s.pushedBase = formatReference(baseRef);
+    return s.pushReport;
   } catch (err) {
     await restoreTags(s, docker).catch(() => undefined);
     throw err;
@@ -434,7 +640,7 @@ export interface BuildSummary {
   baseImage: string;
   baseBuilt: boolean;
   pushed: Array<{ ref: string; digest?: string }>;
-  saved?: { file: string; bytes: number };
+  saved?: SavedBundle;
   /** a lite distribution: kept versions of the available ones, image size against the full image */
   lite?: LiteSizes;
   /** what this build changes against the last published image (none: nothing published yet) */
@@ -446,6 +652,18 @@ export interface BuildSummary {
   layersReused?: number;
   /** the top package layer went as a delta: on which full layer (chain key), what it changes, its size against the full layer's */
   delta?: PlannedLayers['delta'];
+  /** the image in the builder's store: its manifest digest and compressed size */
+  digest: string;
+  storedBytes: number;
+  /** layers this build packed into the store (the others were there) */
+  packed: { layers: number; bytes: number };
+  /** how the image went into the engine (none: --no-engine) */
+  engine?: LoadResult;
+  /** which build-time check ran */
+  check: 'container' | 'in-process';
+  /** what --push sent */
+  push?: PushReport;
+  pushedBase?: string;
   /** seconds per step */
   timings: Record<string, number>;
   seconds: number;
@@ -478,7 +696,32 @@ export function summarise(s: BuildState, seconds: number, imageSize?: number): B
     layersSent: s.plan?.sent.length,
     layersReused: s.plan?.reused.length,
     delta: s.plan?.delta,
+    digest: s.image!.manifestDescriptor.digest,
+    storedBytes: storedBytes(s.image!),
+    packed: s.packed ?? { layers: 0, bytes: 0 },
+    engine: s.engineLoad,
+    check: s.check ?? 'container',
+    push: s.pushReport,
+    pushedBase: s.pushedBase,
     timings: s.timings,
     seconds,
   };
+}
+
+export interface SavedBundle {
+  file: string;
+  bytes: number;
+  /** an update bundle: the size of the full bundle it stands for, and what it left out */
+  fullBytes?: number;
+  since?: string;
+  blobsLeftOut?: number;
+}
+
+/** Writes one bundle of every image built (every tag), from the store; with `since`, without the blobs the site holds. */
+export async function saveBundle(states: BuildState[], file: string, opts: { since?: string; docker?: Docker; log: (line: string) => void }): Promise<SavedBundle> {
+  const images = states.filter((s) => s.image).map((s) => ({ image: s.image!, tags: s.tags }));
+  const store = states[0].store;
+  const exclude = opts.since ? await sinceSet(opts.since, { store, docker: opts.docker, registry: { insecureRegistries: states[0].opts.insecureRegistries } }) : undefined;
+  const r = await writeBundle(file, images, store, { exclude, onProgress: opts.log });
+  return { file, bytes: r.bytes, ...(opts.since ? { fullBytes: r.fullBytes, since: opts.since, blobsLeftOut: r.blobsLeftOut } : {}) };
 }

@@ -6,11 +6,11 @@ import { DISTRIBUTIONS_DIR, DistributionError, distributionFile, listDistributio
 import { SourceMissingError } from './sources.js';
 import { InvalidPackagesError } from './merge.js';
 import {
-  EngineOperationError, EngineUnreachableError, containerLogs, engine, ensureEngine, inspectImage, loadImages, removeContainer, runImage, saveImages, waitForHttp, withTimeout,
+  EngineOperationError, EngineUnreachableError, containerLogs, engine, ensureEngine, inspectImage, loadImages, removeContainer, runImage, waitForHttp, withTimeout,
 } from './image.js';
 import { REQUIRED_LABELS, LABEL_PREFIX, sharedTags } from './tags.js';
 import {
-  applyTags, buildDistributionImage, checkPolicy, cleanup, dropTempTag, ensureBaseImage, measureLite, newBuildState, pushTags, readLayers, summarise, validateAndMerge,
+  applyTags, baseWithoutEngine, buildDistributionImage, checkPolicy, cleanup, dropTempTag, ensureBaseImage, measureLite, newBuildState, pushTags, readLayers, saveBundle, summarise, validateAndMerge,
   type BuildState, type BuildSummary,
 } from './build.js';
 import { PolicyViolationError } from './stages/policy.js';
@@ -44,25 +44,48 @@ Run "<command> --help" for the options of a command.
 
 Builds a distribution image: reads its layers (folders in place, or git refs),
 validates every package, merges them first-wins (printing what is shadowed),
-builds the registry base image if missing, puts one image layer per package
-layer on it (a layer the engine already holds from an earlier build of the
-same content is not sent again; a changed top layer goes as a small delta on
-an earlier image's when it can), adds Dockerfile.distribution, starts the
-image once with no network to check it serves every package from its baked
-indexes, and only then tags it <repo>:<distribution>, <repo>:<commit> and
-<repo>:<X.Y.Z> for each stack-version git tag on that commit.
+builds the registry base image if missing, and puts the image together in the
+builder's own OCI image store: one image layer per package layer on the base
+(a layer packed by an earlier build of the same content is not packed again;
+a changed top layer goes as a small delta on an earlier image's when it can),
+then Dockerfile.distribution. The image goes into the Docker engine (classic
+layer store: only the layers it lacks; containerd image store: only the blobs
+it lacks), is started once with no network to check it serves every package
+from its baked indexes, and only then is tagged <repo>:<distribution>,
+<repo>:<commit> and <repo>:<X.Y.Z> for each stack-version git tag on that
+commit. --push sends it from the store straight to the registry.
 
 Options:
   --all                  build every distribution in ${DISTRIBUTIONS_DIR}
-  --push                 push every tag (credentials from ~/.docker/config.json)
-  --save <file.tar>      docker save the tagged image(s) into one tar
+  --push                 push every tag straight from the builder's store (no
+                         engine involved): only the blobs the registry lacks,
+                         then the manifests; also the base image, as
+                         <repo>:base-<version>-<digest>. Credentials as Docker
+                         clients find them (~/.docker/config.json: auths,
+                         credsStore, credHelpers)
+  --save <file.tar>      write one bundle of every tag built: an OCI image
+                         layout and a docker archive at once (docker load on
+                         either image store, ctr images import, skopeo copy
+                         oci-archive:, podman load); shared layers once
+  --since <ref | file>   with --save: an update bundle, without the layers the
+                         site holds already: those of an earlier bundle, or
+                         of an image (builder store, engine or registry)
+  --no-engine            no Docker engine at all: the base image comes from
+                         the builder's store, --base, or the registry next to
+                         the distribution (where --push put it); the check
+                         runs the image's server in-process over its layers
+  --base <ref | folder>  with --no-engine: the registry base image to build on
+                         (an image reference, or an OCI image layout folder)
+  --insecure-registry <host[:port]>
+                         reach this registry over plain HTTP (only loopback
+                         registries are by default); repeatable
   --no-cache             rebuild from scratch: load and validate every package
-                         again, send every layer, rebuild the base image
-  --no-delta             send the top package layer whole, not as a delta on
-                         the one of an earlier image: the image ID is then the
-                         same for the same input on any machine
+                         again, pack every layer, rebuild the base image
+  --no-delta             pack the top package layer whole, not as a delta on
+                         the one of an earlier image: the image ID and digest
+                         are then the same for the same input on any machine
   --cache-dir <dir>      the builder's cache: packages validated and hashed
-                         (by file stamps), git trees, base image configs
+                         (by file stamps), git trees, the image store (oci/)
                          (default $EPR_BUILDER_CACHE, else ~/.cache/epr-builder)
   --repository <repo>    image repository instead of the definition's image.repository
   --allow-overwrite      let a published version get other content (policy: flag)
@@ -102,12 +125,13 @@ Exit codes: 0 ok, 1 failed, 2 usage error.
 };
 
 interface BuildArgs {
-  names: string[]; all: boolean; push: boolean; save?: string; noCache: boolean; noDelta: boolean; cacheDir?: string; json: boolean; repository?: string; help: boolean;
+  names: string[]; all: boolean; push: boolean; save?: string; since?: string; noCache: boolean; noDelta: boolean; cacheDir?: string; json: boolean; repository?: string; help: boolean;
   allowOverwrite: boolean; allowRemoval: boolean; reason?: string; publishedFrom: PublishedFrom;
+  noEngine: boolean; base?: string; insecureRegistries: string[];
 }
 
 function parseBuildArgs(argv: string[]): BuildArgs {
-  const a: BuildArgs = { names: [], all: false, push: false, noCache: false, noDelta: false, json: false, help: false, allowOverwrite: false, allowRemoval: false, publishedFrom: 'auto' };
+  const a: BuildArgs = { names: [], all: false, push: false, noCache: false, noDelta: false, json: false, help: false, allowOverwrite: false, allowRemoval: false, publishedFrom: 'auto', noEngine: false, insecureRegistries: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (flag: string) => {
@@ -122,6 +146,10 @@ function parseBuildArgs(argv: string[]): BuildArgs {
     else if (arg === '--no-delta') a.noDelta = true;
     else if (arg === '--cache-dir' || arg.startsWith('--cache-dir=')) a.cacheDir = path.resolve(value('--cache-dir'));
     else if (arg === '--json') a.json = true;
+    else if (arg === '--no-engine') a.noEngine = true;
+    else if (arg === '--base' || arg.startsWith('--base=')) a.base = value('--base');
+    else if (arg === '--since' || arg.startsWith('--since=')) a.since = value('--since');
+    else if (arg === '--insecure-registry' || arg.startsWith('--insecure-registry=')) a.insecureRegistries.push(value('--insecure-registry'));
     else if (arg === '--save' || arg.startsWith('--save=')) a.save = value('--save');
     else if (arg === '--repository' || arg.startsWith('--repository=')) a.repository = value('--repository');
     else if (arg === '--allow-overwrite') a.allowOverwrite = true;
@@ -139,6 +167,9 @@ function parseBuildArgs(argv: string[]): BuildArgs {
   if (!a.all && a.names.length === 0) throw new UsageError('which distribution? (build <name> or build --all; see build --help)');
   if (a.reason !== undefined && !a.reason.trim()) throw new UsageError('--reason wants a text saying why');
   if (a.save !== undefined && !a.save.endsWith('.tar')) throw new UsageError(`--save wants a .tar file name, got "${a.save}"`);
+  if (a.since !== undefined && a.save === undefined) throw new UsageError('--since goes with --save (an update bundle holds what changed since an earlier bundle or image)');
+  if (a.base !== undefined && !a.noEngine) throw new UsageError('--base goes with --no-engine (with an engine, the base image is built from Dockerfile.base)');
+  if (a.noEngine && !a.push && a.save === undefined) throw new UsageError('--no-engine builds into the builder\'s store only: add --push, --save <file.tar> or both to put the image somewhere');
   // checked before building: a save that cannot happen should not leave freshly moved tags behind it
   if (a.save !== undefined && !fs.existsSync(path.dirname(path.resolve(a.save)))) throw new UsageError(`--save: folder ${path.dirname(path.resolve(a.save))} does not exist`);
   return a;
@@ -146,8 +177,8 @@ function parseBuildArgs(argv: string[]): BuildArgs {
 
 function out(line: string): void { process.stdout.write(`${line}\n`); }
 
-async function imageSize(docker: ReturnType<typeof engine>, id: string | undefined): Promise<number | undefined> {
-  return id ? (await inspectImage(docker, id))?.Size : undefined;
+async function imageSize(docker: ReturnType<typeof engine> | undefined, id: string | undefined): Promise<number | undefined> {
+  return docker && id ? (await inspectImage(docker, id))?.Size : undefined;
 }
 
 async function build(argv: string[]): Promise<number> {
@@ -163,8 +194,11 @@ async function build(argv: string[]): Promise<number> {
       }
       return loadDistribution(n);
     });
-  const docker = engine();
-  await ensureEngine(docker);
+  let docker: ReturnType<typeof engine> | undefined;
+  if (!args.noEngine) {
+    docker = engine();
+    await ensureEngine(docker);
+  }
 
   const states: BuildState[] = [];
   const summaries: BuildSummary[] = [];
@@ -182,9 +216,8 @@ async function build(argv: string[]): Promise<number> {
   try {
     await listr.run();
     if (args.save) {
-      const all = states.flatMap((s) => s.tags);
-      const bytes = await saveImages(docker, all, args.save);
-      for (const s of summaries) s.saved = { file: args.save, bytes };
+      const saved = await saveBundle(states, args.save, { since: args.since, docker, log: (l) => { if (!args.json) out(l); } });
+      for (const s of summaries) s.saved = saved;
     }
   } finally {
     for (const s of states) {
@@ -212,12 +245,24 @@ async function build(argv: string[]): Promise<number> {
       : '  vs published: nothing published yet');
     if (s.lite) out(describeLite(s.lite));
     if (s.delta) out(`  top layer as a delta: ${describeDelta(s.delta)}`);
+    out(`  image: ${s.digest.slice(0, 19)} in the builder's store (${(s.storedBytes / 1e6).toFixed(1)} MB compressed), ${s.packed.layers} layer(s) packed (${(s.packed.bytes / 1e6).toFixed(1)} MB); `
+      + `${s.engine ? `engine (${s.engine.store} store): ${s.engine.path}, ${s.engine.blobsSent} sent (${(s.engine.bytesSent / 1e6).toFixed(1)} MB), ${s.engine.blobsPresent} held; ` : 'no engine; '}check: ${s.check}`);
+    if (s.push) out(`  push: ${describeTransfer(s.push)}`);
     out(`  time: ${Object.entries(s.timings).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ')}`);
   }
   return 0;
 }
 
-function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof engine>, states: BuildState[], summaries: BuildSummary[], shadowLines: string[]): ListrTask[] {
+function describeEngineLoad(s: BuildState): string {
+  const l = s.engineLoad;
+  return l ? `into the engine (${l.store} store, ${l.path}: ${l.blobsSent} sent, ${l.blobsPresent} held); ` : '';
+}
+
+function describeTransfer(r: { blobsSent: number; bytesSent: number; blobsPresent: number; blobsMounted?: number }): string {
+  return `${r.blobsSent} blob(s) uploaded (${(r.bytesSent / 1e6).toFixed(1)} MB), ${r.blobsMounted ?? 0} mounted, ${r.blobsPresent} already there`;
+}
+
+function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof engine> | undefined, states: BuildState[], summaries: BuildSummary[], shadowLines: string[]): ListrTask[] {
   let s: BuildState;
   const t0 = Date.now();
   // engine output as the running task's one-line status on a terminal; a log would be too long
@@ -231,6 +276,7 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
           push: args.push, save: args.save, noCache: args.noCache, noDelta: args.noDelta, cacheDir: args.cacheDir, repository: args.repository, log: (l) => log.current(l),
           policyFlags: { allowOverwrite: args.allowOverwrite, allowRemoval: args.allowRemoval, reason: args.reason },
           publishedFrom: args.publishedFrom,
+          noEngine: args.noEngine, base: args.base, insecureRegistries: args.insecureRegistries,
         });
         states.push(s);
         task.title = `definition: ${d.select ? `selects from ${d.select.from}'s ` : ''}${d.layers.length} layer(s): ${d.layers.map((l) => l.name).join(', ')}`;
@@ -263,7 +309,7 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       title: 'registry base image',
       task: async (_c, task) => {
         if (show) log.current = (l) => { task.output = l; };
-        task.title = `registry base image: ${await ensureBaseImage(s, docker)}`;
+        task.title = `registry base image: ${docker ? await ensureBaseImage(s, docker) : await baseWithoutEngine(s)}`;
       },
     },
     {
@@ -271,8 +317,8 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       task: async (_c, task) => {
         if (show) log.current = (l) => { task.output = l; };
         const id = await buildDistributionImage(s, docker);
-        task.title = `build distribution image: ${id.slice(0, 19)}; package layers: ${s.plan?.sent.length} sent${s.plan?.delta ? ` (${describeDelta(s.plan.delta)})` : ''}, ${s.plan?.reused.length} unchanged; `
-          + `its server started in ${((s.startCheck?.millis ?? 0) / 1000).toFixed(1)} s serving ${s.startCheck?.versions} package versions`;
+        task.title = `build distribution image: ${id.slice(0, 19)}; package layers: ${s.plan?.sent.length} packed${s.plan?.delta ? ` (${describeDelta(s.plan.delta)})` : ''}, ${s.plan?.reused.length} unchanged; `
+          + `${describeEngineLoad(s)}its server started ${s.check === 'in-process' ? 'in-process' : 'in a container'} in ${((s.startCheck?.millis ?? 0) / 1000).toFixed(1)} s serving ${s.startCheck?.versions} package versions`;
       },
     },
     {
@@ -294,8 +340,8 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
       enabled: () => args.push,
       task: async (_c, task) => {
         if (show) log.current = (l) => { task.output = l; };
-        await pushTags(s, docker);
-        task.title = `push: ${s.pushed.length} tag(s), ${s.pushed[0]?.digest ?? ''}`;
+        const r = await pushTags(s, docker);
+        task.title = `push: ${s.pushed.length} tag(s), ${r.manifestDigest.slice(0, 19)}: ${describeTransfer(r)}; base image as ${s.pushedBase}`;
       },
     },
     {

@@ -1,20 +1,21 @@
-import type Docker from 'dockerode';
 import { chainKeys, LAYER_KEYS_LABEL, type BaseImage } from './assemble.js';
 import { bareKey, bestReuse, DELTA_MARK, deltaBases, MAX_DELTA_SHARE, planDelta, readLayerState, saveLayerState, type LabelledImage } from './delta.js';
-import { inspectImage, TIMEOUTS, withTimeout } from './image.js';
 import type { LayerContribution } from './merge.js';
+import type { LayerDescriptor } from './oci/model.js';
+import type { OciStore } from './oci/store.js';
 import { tarSize, type TarEntry } from './tar.js';
 
 /**
- * Which image layers a build reuses from the engine and which it sends:
- * the longest run of package layers an image already holds is reused; of the
- * rest, the top layer may go as a delta on a full layer an earlier image holds
- * (builder/delta.ts); everything else is sent whole.
+ * Which image layers a build takes from the builder's store as they are and
+ * which it packs: the longest run of package layers an image in the store
+ * already holds is reused; of the rest, the top layer may go as a delta on a
+ * full layer an earlier image holds (builder/delta.ts); everything else is
+ * packed whole.
  */
 
 export interface PlannedLayers {
-  /** image layers the engine holds, bottom first */
-  reused: Array<{ name: string; diffId: string; description: string }>;
+  /** image layers the store holds, bottom first */
+  reused: Array<{ name: string; layer: LayerDescriptor; description: string }>;
   /** image layers to send, in order above the reused ones */
   sent: Array<{ name: string; entries: TarEntry[]; description: string }>;
   /** the layer-keys label of the new image: one entry per package image layer */
@@ -36,18 +37,26 @@ const wholeHistory = (c: LayerContribution) => `${c.packages.length} package ver
 const deltaHistory = (c: LayerContribution) => `${c.packages.length} package versions (delta on the layer below)`;
 const BASE_HISTORY = 'base of the delta above';
 
-/** The images in the engine with the layer-keys label, and their entries. */
-export async function labelledImages(docker: Docker): Promise<LabelledImage[]> {
-  const images = await withTimeout(docker.listImages({ filters: JSON.stringify({ label: [LAYER_KEYS_LABEL] }) } as Docker.ListImagesOptions), TIMEOUTS.quick, 'docker images');
-  return images.map((img) => ({ id: img.Id, entries: (img.Labels?.[LAYER_KEYS_LABEL] ?? '').split(',').filter(Boolean) }));
+/** The store's images with layer keys (the annotation copies the image label), by manifest digest. */
+export function labelledImages(store: OciStore): LabelledImage[] {
+  const seen = new Set<string>();
+  const out: LabelledImage[] = [];
+  for (const e of store.entries()) {
+    const keys = e.annotations[LAYER_KEYS_LABEL];
+    if (!keys || seen.has(e.digest)) continue;
+    seen.add(e.digest);
+    out.push({ id: e.digest, entries: keys.split(',').filter(Boolean) });
+  }
+  return out;
 }
 
-/** The package layers (diff IDs) of `image` above the base, the first `count` of them; undefined when it is not on this base. */
-async function packageDiffIds(docker: Docker, base: BaseImage, image: string, count: number): Promise<string[] | undefined> {
-  const info = await inspectImage(docker, image);
-  const layers = info?.RootFS?.Layers ?? [];
-  if (!info || layers.length < base.diffIds.length + count || base.diffIds.some((d, i) => layers[i] !== d)) return undefined;
-  return layers.slice(base.diffIds.length, base.diffIds.length + count);
+/** The package layers of store image `image` above the base, the first `count` of them; undefined when it is not on this base. */
+function packageLayers(store: OciStore, base: BaseImage, image: string, count: number): LayerDescriptor[] | undefined {
+  let layers: LayerDescriptor[];
+  try { layers = store.image(image).layers; } catch { return undefined; }
+  if (layers.length < base.diffIds.length + count || base.diffIds.some((d, i) => layers[i].diffId !== d)) return undefined;
+  const out = layers.slice(base.diffIds.length, base.diffIds.length + count);
+  return out.every((l) => store.has(l.digest)) ? out : undefined;
 }
 
 /** How the image entries of a reused run map to this build's layers, for the image history. */
@@ -61,7 +70,7 @@ function describeReused(entries: string[], keys: string[], contributions: LayerC
   });
 }
 
-export async function planLayers(docker: Docker, base: BaseImage, contributions: LayerContribution[], opts: PlanOptions): Promise<PlannedLayers> {
+export async function planLayers(store: OciStore, base: BaseImage, contributions: LayerContribution[], opts: PlanOptions): Promise<PlannedLayers> {
   const keys = chainKeys(base.id, contributions.map((c) => c.key));
   const n = contributions.length;
   // listed only if sent
@@ -74,24 +83,24 @@ export async function planLayers(docker: Docker, base: BaseImage, contributions:
     const cut = e.findIndex((x) => x.startsWith(DELTA_MARK));
     return cut < 0 ? e : e.slice(0, cut);
   };
-  const images = (await labelledImages(docker)).map((img) => (opts.delta ? img : { ...img, entries: wholeOnly(img.entries) }));
+  const images = labelledImages(store).map((img) => (opts.delta ? img : { ...img, entries: wholeOnly(img.entries) }));
   const best = bestReuse(images, keys);
-  const reusedIds = best.image ? await packageDiffIds(docker, base, best.image.id, best.layers) : [];
-  if (best.image && reusedIds) {
+  const reusedLayers = best.image ? packageLayers(store, base, best.image.id, best.layers) : [];
+  if (best.image && reusedLayers) {
     const entries = best.image.entries.slice(0, best.layers);
     plan = {
-      reused: describeReused(entries, keys, contributions).map((d, j) => ({ ...d, diffId: reusedIds[j] })),
+      reused: describeReused(entries, keys, contributions).map((d, j) => ({ ...d, layer: reusedLayers[j] })),
       sent: whole(best.count),
       labelEntries: [...entries, ...keys.slice(best.count)],
     };
   }
-  if (opts.delta && best.count < n) plan = await withDelta(docker, base, contributions, keys, images, opts.cacheDir) ?? plan;
+  if (opts.delta && best.count < n) plan = withDelta(store, base, contributions, keys, images, opts.cacheDir) ?? plan;
   remember(plan, keys, contributions, opts.cacheDir);
   return plan;
 }
 
 /** The top layer as a delta on the base that gives the smallest one, when one is small enough. */
-async function withDelta(docker: Docker, base: BaseImage, contributions: LayerContribution[], keys: string[], images: LabelledImage[], cacheDir: string | undefined): Promise<PlannedLayers | undefined> {
+function withDelta(store: OciStore, base: BaseImage, contributions: LayerContribution[], keys: string[], images: LabelledImage[], cacheDir: string | undefined): PlannedLayers | undefined {
   const n = contributions.length;
   const top = contributions[n - 1];
   let best: { entries: TarEntry[]; bytes: number; from: (typeof candidates)[number]; plan: NonNullable<ReturnType<typeof planDelta>> } | undefined;
@@ -109,9 +118,9 @@ async function withDelta(docker: Docker, base: BaseImage, contributions: LayerCo
   if (!best) return undefined;
   const fullBytes = tarSize(top.entries);
   if (best.bytes > fullBytes * MAX_DELTA_SHARE) return undefined;
-  const ids = await packageDiffIds(docker, base, best.from.image, best.from.entries.length);
-  if (!ids) return undefined;
-  const reused = describeReused(best.from.entries, keys, contributions).map((d, j) => ({ ...d, diffId: ids[j] }));
+  const layers = packageLayers(store, base, best.from.image, best.from.entries.length);
+  if (!layers) return undefined;
+  const reused = describeReused(best.from.entries, keys, contributions).map((d, j) => ({ ...d, layer: layers[j] }));
   return {
     reused,
     sent: [{ name: top.name, entries: best.entries, description: deltaHistory(top) }],

@@ -1,5 +1,11 @@
 import type { Readable } from 'node:stream';
+import zlib from 'node:zlib';
 import type Docker from 'dockerode';
+import type { OciStore } from '../oci/store.js';
+import type { Descriptor, OciImage } from '../oci/model.js';
+import { imageFromManifest } from '../oci/model.js';
+import { parseReference } from '../oci/reference.js';
+import { RegistryClient, type RegistryOptions } from '../oci/registry.js';
 import tarStream from 'tar-stream';
 import { EngineOperationError, inspectImage, pullImage, removeContainer, tagImage, untag, withTimeout, TIMEOUTS } from '../image.js';
 import { LABEL_PREFIX } from '../tags.js';
@@ -151,5 +157,96 @@ export async function readPublished(docker: Docker, ref: string, from: Published
     return remote.found ? remote : { found: false, ref, why: `no image ${ref} locally or in the registry` };
   } catch (err) {
     return { found: false, ref, why: `no image ${ref} locally, and the registry could not be read (${(err as Error).message.split('\n')[0]}; --published-from registry makes this an error)` };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// without an engine: the builder's store and the registry, read as OCI content
+
+/** The file at `file` (no leading /) in a layer blob, or undefined. */
+async function fileInLayer(blob: Readable, mediaType: string, file: string): Promise<Buffer | undefined> {
+  const extract = tarStream.extract();
+  const body = /gzip/.test(mediaType) ? blob.pipe(zlib.createGunzip()) : blob;
+  let found: Buffer | undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('entry', (header, stream, next) => {
+      const wanted = header.type === 'file' && header.name.replace(/^\.?\//, '') === file;
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: unknown) => { if (wanted) chunks.push(c as Buffer); });
+      stream.on('end', () => { if (wanted) found = Buffer.concat(chunks); next(); });
+      stream.on('error', reject);
+    });
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+    body.on('error', reject);
+  });
+  body.pipe(extract);
+  await withTimeout(done, TIMEOUTS.quick, `reading ${file} from a layer`, () => blob.destroy());
+  return found;
+}
+
+function parseList(buf: Buffer, ref: string, labels: Record<string, string>): BakedList {
+  let list: BakedList;
+  try {
+    list = JSON.parse(buf.toString('utf8')) as BakedList;
+  } catch (err) {
+    throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} is not JSON (${(err as Error).message})`);
+  }
+  if (!Array.isArray(list.packages)) throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} has no package list`);
+  const digest = packagesDigest(list.packages);
+  const label = labels[`${LABEL_PREFIX}.packages-digest`];
+  if (label && label !== digest) throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} does not match the image's packages-digest label (${digest} vs ${label})`);
+  return list;
+}
+
+function configLabels(image: OciImage): Record<string, string> {
+  return (JSON.parse(image.config.toString('utf8')) as { config?: { Labels?: Record<string, string> } }).config?.Labels ?? {};
+}
+
+/** The published list of an OCI image, from its top layer (Dockerfile.distribution's COPY). */
+async function publishedOf(image: OciImage, ref: string, source: 'local' | 'registry', top: () => Promise<Readable>): Promise<PublishedLookup> {
+  const labels = configLabels(image);
+  const last = image.layers[image.layers.length - 1];
+  const buf = last ? await fileInLayer(await top(), last.mediaType, PACKAGES_FILE.slice(1)) : undefined;
+  if (!buf) return { found: false, ref, why: `${ref} (${image.configDescriptor.digest.slice(7, 19)}) has no ${PACKAGES_FILE} (built before stage policies)` };
+  const size = image.layers.reduce((n, l) => n + l.size, 0);
+  return { found: true, published: { ref, source, image: image.configDescriptor.digest, size, labels, list: parseList(buf, ref, labels) } };
+}
+
+/**
+ * The last published image of `ref` with no engine: `local` is the builder's
+ * store (every image it built), `registry` reads only the manifest, the config
+ * and the top layer, never the whole image.
+ */
+export async function readPublishedOci(store: OciStore, ref: string, from: PublishedFrom, opts: RegistryOptions = {}): Promise<PublishedLookup> {
+  const local = async (): Promise<PublishedLookup> => {
+    const image = store.resolve(ref);
+    if (!image) return { found: false, ref, why: `no image ${ref} in the builder's store` };
+    return publishedOf(image, ref, 'local', async () => store.open(image.layers[image.layers.length - 1].digest));
+  };
+  const remote = async (): Promise<PublishedLookup> => {
+    const r = parseReference(ref);
+    const client = new RegistryClient(r.registry, opts);
+    const m = await client.getManifest(r);
+    if (!m) return { found: false, ref, why: `${ref} is not in the registry` };
+    const manifest = JSON.parse(m.bytes.toString('utf8')) as { config?: Descriptor; layers?: Descriptor[] };
+    if (!manifest.config || !manifest.layers) return { found: false, ref, why: `${ref} is not a single image (an index): no published list read` };
+    const config = await client.readBlob(r.repository, manifest.config);
+    const image = imageFromManifest(m.bytes, config);
+    return publishedOf(image, ref, 'registry', async () => {
+      const { Readable: R } = await import('node:stream');
+      return R.from([await client.readBlob(r.repository, image.layers[image.layers.length - 1])]);
+    });
+  };
+  if (from === 'local') return local();
+  if (from === 'registry') return remote();
+  const l = await local();
+  if (l.found || store.resolve(ref)) return l;
+  if (!hasRegistryHost(ref)) return { found: false, ref, why: `no image ${ref} in the builder's store (its repository names no registry host; --published-from registry to read it)` };
+  try {
+    const rr = await remote();
+    return rr.found ? rr : { found: false, ref, why: `no image ${ref} in the builder's store or in the registry` };
+  } catch (err) {
+    return { found: false, ref, why: `no image ${ref} in the builder's store, and the registry could not be read (${(err as Error).message.split('\n')[0]}; --published-from registry makes this an error)` };
   }
 }
