@@ -77,7 +77,7 @@ async function readWithTarStream(file: string): Promise<{ files: Map<string, Buf
   const extract = tarStream.extract();
   extract.on('entry', (h, stream, next) => {
     const chunks: Buffer[] = [];
-    stream.on('data', (c: Buffer) => { chunks.push(c); });
+    stream.on('data', (c: unknown) => { chunks.push(c as Buffer); });
     stream.on('end', () => {
       if (h.type === 'link') {
         const target = files.get(h.linkname ?? '');
