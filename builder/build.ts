@@ -20,12 +20,8 @@ import type { OciImage } from './oci/model.js';
 import { parseReference, formatReference } from './oci/reference.js';
 import { pullImage, pushImage, headManifest, type PushReport } from './oci/registry.js';
 
-// interim: these two modules land from parallel work; loaded when first needed
-type Loose = (...args: never[]) => Promise<never>;
-const later = async (m: string) => (await import(m)) as Record<string, Loose>;
-const checkInProcess = async (...a: unknown[]) => ((await later('./oci/check.js')).checkInProcess as unknown as (...x: unknown[]) => Promise<{ versions: number; millis: number }>)(...a);
-const sinceSet = async (...a: unknown[]) => ((await later('./oci/bundle.js')).sinceSet as unknown as (...x: unknown[]) => Promise<Set<string>>)(...a);
-const writeBundle = async (...a: unknown[]) => ((await later('./oci/bundle.js')).writeBundle as unknown as (...x: unknown[]) => Promise<{ bytes: number; fullBytes: number; blobsLeftOut: number }>)(...a);
+import { checkInProcess } from './oci/check.js';
+import { sinceSet, writeBundle } from './oci/bundle.js';
 import { planLayers, type PlannedLayers } from './layer-plan.js';
 import { checkImageStarts, type StartCheck } from './image-check.js';
 import { DockerfileError, parseDistributionDockerfile, type DistributionDockerfile } from './dockerfile.js';
@@ -721,7 +717,7 @@ export interface SavedBundle {
 export async function saveBundle(states: BuildState[], file: string, opts: { since?: string; docker?: Docker; log: (line: string) => void }): Promise<SavedBundle> {
   const images = states.filter((s) => s.image).map((s) => ({ image: s.image!, tags: s.tags }));
   const store = states[0].store;
-  const exclude = opts.since ? await sinceSet(opts.since, { store, docker: opts.docker, registry: { insecureRegistries: states[0].opts.insecureRegistries } }) : undefined;
-  const r = await writeBundle(file, images, store, { exclude, onProgress: opts.log });
+  const since = opts.since ? await sinceSet(opts.since, { store, docker: opts.docker, registry: { insecureRegistries: states[0].opts.insecureRegistries }, images: images.map((i) => i.image) }) : undefined;
+  const r = await writeBundle(file, images, store, { exclude: since?.digests, since: since ? [since] : undefined, onProgress: opts.log });
   return { file, bytes: r.bytes, ...(opts.since ? { fullBytes: r.fullBytes, since: opts.since, blobsLeftOut: r.blobsLeftOut } : {}) };
 }
