@@ -15,8 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { DOCKER_HUB } from './reference.js';
-import { TransientError } from './retry.js';
-import { header, send, type HttpResponse } from './transport.js';
+import { TransientError, parseRetryAfter } from './retry.js';
+import { header, send, TransportError, type HttpResponse } from './transport.js';
 
 export interface Credentials {
   username: string;
@@ -329,6 +329,17 @@ export class Authenticator {
     } catch {
       throw new AuthError(`${this.opts.registry} names a token realm that is not a URL: ${realm}`);
     }
+    try {
+      return await this.requestToken(c, url, scopes);
+    } catch (err) {
+      const at = `the token service at ${url.origin}${url.pathname}`;
+      if (err instanceof TransientError && !err.message.startsWith('the token service')) throw new TransientError(`${at}: ${err.message}`, err.retryAfterMs);
+      if (err instanceof TransportError) throw new AuthError(`${at}: ${err.message}`);
+      throw err;
+    }
+  }
+
+  private async requestToken(c: Challenge, url: URL, scopes: string[]): Promise<CachedToken> {
     const creds = await this.credentials();
     const common = { timeoutMs: this.opts.timeoutMs, insecureTls: this.opts.insecureTls, followRedirects: true };
     let res: HttpResponse;
@@ -343,7 +354,7 @@ export class Authenticator {
       res = await send({ ...common, method: 'GET', url, headers });
     }
     const body = await res.buffer(1024 * 1024);
-    if (res.status >= 500 || res.status === 429) throw new TransientError(`token service ${url.host} answered ${res.status}`);
+    if (res.status >= 500 || res.status === 429) throw new TransientError(`the token service at ${url.origin}${url.pathname} answered ${res.status}`, parseRetryAfter(res.headers['retry-after']));
     if (res.status !== 200) {
       const said = body.toString('utf8').trim().split('\n')[0].slice(0, 200);
       throw new AuthError(`the token service at ${url.origin}${url.pathname} refused ${await this.describeCredentials()}: ${res.status}${said ? ` ${said}` : ''}`);

@@ -389,7 +389,8 @@ export class RegistryClient {
         last = new RegistryError(`${this.registry}: ${c.origin.origin}/v2/ does not answer as a registry: ${describeRegistryAnswer(res.r.status, res.body).text}`, this.registry, undefined, res.r.status);
       } catch (err) {
         if (err instanceof RegistryError) throw err;
-        last = new RegistryError(`${this.registry}: ${(err as Error).message}`, this.registry);
+        // transport messages name the host already
+        last = new RegistryError((err as Error).message, this.registry);
         // refused or unknown: the other scheme on the same port will not do better
         if (err instanceof TransportError && (err.code === 'ECONNREFUSED' || err.code === 'ENOTFOUND')) break;
       }

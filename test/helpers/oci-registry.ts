@@ -1,7 +1,7 @@
 /**
  * Real registries for the OCI tests: Debian's docker-registry (distribution
  * v2) on a free 127.0.0.1 port, open or with basic auth through
- * ../shared/ci/registry-up.sh, or with token auth from a config of our own.
+ * ../shared/ci/registry-up.sh, or with token auth or TLS from a config of our own.
  * Each is stopped, and its storage removed, by stop().
  */
 import fs from 'node:fs';
@@ -66,37 +66,43 @@ export interface TokenAuthConfig {
 }
 
 /** docker-registry with `auth: token`, storage and log in `dir`. */
-export async function startTokenRegistry(dir: string, auth: TokenAuthConfig): Promise<RunningOciRegistry> {
+export function startTokenRegistry(dir: string, auth: TokenAuthConfig): Promise<RunningOciRegistry> {
+  return startConfiguredRegistry(dir, (port) => [
+    `http: {addr: 127.0.0.1:${port}}`,
+    'auth:',
+    '  token:',
+    `    realm: ${auth.realm}`,
+    `    service: ${auth.service}`,
+    `    issuer: ${auth.issuer}`,
+    `    rootcertbundle: ${auth.rootCertBundle}`,
+  ]);
+}
+
+/** docker-registry over https with a self-signed certificate for 127.0.0.1 (what --insecure-registry is for). */
+export function startTlsRegistry(dir: string): Promise<RunningOciRegistry> {
+  const cert = path.join(dir, 'tls-cert.pem');
+  const key = path.join(dir, 'tls-key.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
+  return startConfiguredRegistry(dir, (port) => [`http: {addr: 127.0.0.1:${port}, tls: {certificate: ${cert}, key: ${key}}}`]);
+}
+
+async function startConfiguredRegistry(dir: string, lines: (port: number) => string[]): Promise<RunningOciRegistry> {
   const port = await freeTcpPort();
   const config = path.join(dir, 'registry.yml');
-  fs.writeFileSync(
-    config,
-    [
-      'version: 0.1',
-      'log: {level: warn}',
-      `storage: {filesystem: {rootdirectory: ${path.join(dir, 'data')}}, delete: {enabled: true}}`,
-      `http: {addr: 127.0.0.1:${port}}`,
-      'auth:',
-      '  token:',
-      `    realm: ${auth.realm}`,
-      `    service: ${auth.service}`,
-      `    issuer: ${auth.issuer}`,
-      `    rootcertbundle: ${auth.rootCertBundle}`,
-      '',
-    ].join('\n'),
-  );
+  fs.writeFileSync(config, ['version: 0.1', 'log: {level: warn}', `storage: {filesystem: {rootdirectory: ${path.join(dir, 'data')}}, delete: {enabled: true}}`, ...lines(port), ''].join('\n'));
   const log = fs.openSync(path.join(dir, 'registry.log'), 'w');
   const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', log, log], detached: true });
   fs.closeSync(log);
   child.unref();
   const pid = child.pid!;
   for (let i = 0; i < 100; i++) {
-    const code = spawnSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${port}/v2/`], { encoding: 'utf8' }).stdout;
-    if (code === '401' || code === '200') return { host: `127.0.0.1:${port}`, port, pid, stop: () => stopProcess(pid) };
+    const code = spawnSync('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `http://127.0.0.1:${port}/v2/`, `https://127.0.0.1:${port}/v2/`], { encoding: 'utf8' }).stdout;
+    if (/200|401/.test(code)) return { host: `127.0.0.1:${port}`, port, pid, stop: () => stopProcess(pid) };
     await new Promise((r) => setTimeout(r, 100));
   }
   stopProcess(pid);
-  throw new Error(`the token registry did not start: ${fs.readFileSync(path.join(dir, 'registry.log'), 'utf8')}`);
+  throw new Error(`docker-registry did not start: ${fs.readFileSync(path.join(dir, 'registry.log'), 'utf8')}`);
 }
 
 function stopProcess(pid: number, dir?: string): void {

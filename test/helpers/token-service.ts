@@ -1,7 +1,8 @@
 /**
  * A token service for docker-registry's `auth: token` (the Docker token
  * protocol): GET /token?service=...&scope=... with basic credentials, answered
- * with an ES256 JWT granting the scopes asked for to the one known user. The
+ * with an ES256 JWT granting the scopes asked for to the one known user (or
+ * POST with an OAuth2 refresh token). The
  * JWT carries the signing certificate in `x5c`; the registry trusts it
  * because the same self-signed certificate is its rootcertbundle.
  */
@@ -36,6 +37,8 @@ export interface TokenServiceOptions {
   service?: string;
   /** answer in `access_token` (as OAuth2 services do) instead of `token` */
   field?: 'token' | 'access_token';
+  /** the refresh token a POST (OAuth2 grant_type=refresh_token) must carry */
+  refreshToken?: string;
   /** grant pull to anonymous requests (else they get a token with no access) */
   anonymousPull?: boolean;
 }
@@ -63,12 +66,19 @@ export async function startTokenService(o: TokenServiceOptions): Promise<TokenSe
     return `${head}.${claims}.${b64url(sig)}`;
   };
 
-  const server = http.createServer((req, res) => {
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse, form?: URLSearchParams) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const scopes = url.searchParams.getAll('scope');
+    const scopes = form ? (form.get('scope') ?? '').split(' ').filter(Boolean) : url.searchParams.getAll('scope');
     let user: string | undefined;
     const auth = req.headers.authorization;
-    if (auth?.startsWith('Basic ')) {
+    if (form) {
+      // OAuth2 with a refresh token, as `docker login` keeps for some registries
+      if (form.get('grant_type') !== 'refresh_token' || form.get('refresh_token') !== o.refreshToken) {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ details: 'bad refresh token' }));
+      }
+      user = o.user;
+    } else if (auth?.startsWith('Basic ')) {
       const [u, ...p] = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':');
       if (u !== o.user || p.join(':') !== o.password) {
         res.writeHead(401, { 'content-type': 'application/json' });
@@ -76,7 +86,7 @@ export async function startTokenService(o: TokenServiceOptions): Promise<TokenSe
       }
       user = u;
     }
-    requests.push({ user, service: url.searchParams.get('service') ?? undefined, scopes });
+    requests.push({ user, service: (form ? form.get('service') : url.searchParams.get('service')) ?? undefined, scopes });
     const access = scopes.flatMap((s) => {
       const [type, name, actions] = s.split(':');
       if (type !== 'repository' || !name || !actions) return [];
@@ -84,7 +94,13 @@ export async function startTokenService(o: TokenServiceOptions): Promise<TokenSe
       return granted.length ? [{ type, name, actions: granted }] : [];
     });
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ [o.field ?? 'token']: sign(user ?? '', access), expires_in: 300, issued_at: new Date().toISOString() }));
+    res.end(JSON.stringify({ [form ? 'access_token' : (o.field ?? 'token')]: sign(user ?? '', access), expires_in: 300, issued_at: new Date().toISOString() }));
+  };
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'POST') return answer(req, res);
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    req.on('end', () => answer(req, res, new URLSearchParams(body)));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
