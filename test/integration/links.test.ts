@@ -1,0 +1,151 @@
+/**
+ * Layers with each distinct file once (repeated contents as hard links)
+ * against a real Docker engine: the image built from two folder layers whose
+ * package versions repeat most of their files serves every answer and every
+ * file byte for byte as a registry scanning the plain folders does, and the
+ * repeated files in the image really are hard links.
+ *
+ * Containers are reached only through ports published on 127.0.0.1; every
+ * image tag is in a test-only repository, removed at the end.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { expect } from 'chai';
+import type Docker from 'dockerode';
+import { engine, ensureEngine, removeContainer, runImage, untag, waitForHttp, withTimeout, type RunningContainer } from '../../builder/image.js';
+import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage, type PackageSpec } from '../helpers/fixtures.js';
+import { PROJECT_ROOT, rawRequest, startRegistry, type TestRegistry } from '../helpers/server.js';
+import { cli, sh } from '../helpers/builder-cli.js';
+
+/** Bytes that do not repeat inside themselves (an image, say), the same for the same seed. */
+function noise(seed: string, size: number): Buffer {
+  const out = Buffer.alloc(size);
+  for (let i = 0, block = 0; i < size; i += 32, block++) crypto.createHash('sha256').update(`${seed}${block}`).digest().copy(out, i);
+  return out;
+}
+
+/** Versions of one package: each keeps the images, licence and most data streams of the one before, and changes its manifest, readme and one fields file. */
+function versionsOf(name: string, versions: string[]): PackageSpec[] {
+  const shared: Record<string, Buffer | string> = {
+    [`img/${name}-logo.svg`]: `<svg xmlns="http://www.w3.org/2000/svg">${name}</svg>\n`,
+    'img/overview.png': noise(`${name}-overview`, 250_000),
+    'img/details.png': noise(`${name}-details`, 90_000),
+    'LICENSE.txt': `Elastic License 2.0 (${name})\n`.repeat(300),
+    [`kibana/dashboard/${name}-${'overview-dashboard-with-a-long-name'.repeat(2)}.json`]: JSON.stringify({ title: name, panels: noise(name, 3000).toString('base64') }),
+  };
+  return versions.map((version, i) => ({
+    name, version, readme: `# ${name} ${version}\n\nWhat changed: ${i}\n`,
+    dataStreams: { access: { title: `${name} access`, type: 'logs' }, error: { title: `${name} errors`, type: 'logs' } },
+    files: {
+      ...shared,
+      'data_stream/access/fields/fields.yml': `- name: ${name}.access.f\n  type: keyword\n`,
+      'data_stream/error/fields/fields.yml': `- name: ${name}.error.f${i}\n  type: keyword\n`,
+      // a screenshot replaced half-way through the versions
+      'img/screenshot.png': noise(`${name}-screenshot-${Math.floor(i / 2)}`, 120_000),
+    },
+  }));
+}
+
+async function exec(docker: Docker, id: string, cmd: string[]): Promise<{ code: number; out: string }> {
+  const e = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await e.start({ hijack: true, stdin: false });
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => { text += c.toString(); });
+  docker.modem.demuxStream(stream, out, out);
+  await withTimeout(new Promise<void>((resolve) => { stream.on('end', resolve); stream.on('close', resolve); }), 60_000, `exec ${cmd.join(' ')}`);
+  const info = await e.inspect();
+  return { code: info.ExitCode ?? -1, out: text };
+}
+
+const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+
+describe('layers with hard links (Docker engine)', function () {
+  this.timeout(900_000);
+  const docker = engine();
+  const refs: string[] = [];
+  let container: RunningContainer | undefined;
+  let plain: TestRegistry | undefined;
+  let work = '';
+
+  before(async () => {
+    await ensureEngine(docker);
+    sh('bash', [path.join(PROJECT_ROOT, '..', 'shared', 'ci', 'node-base-image.sh')]);
+    work = tmpDir('epr-it-links-');
+    const lower = path.join(work, 'lower');
+    const upper = path.join(work, 'upper');
+    for (const s of versionsOf('web_links', ['1.0.0', '1.1.0', '1.2.0', '2.0.0'])) writeDirPackage(lower, s);
+    for (const s of versionsOf('db_links', ['0.1.0', '0.2.0'])) writeDirPackage(lower, s);
+    // the upper layer repeats contents of the lower one (never linked across layers) and of itself
+    for (const s of versionsOf('web_links', ['2.1.0', '2.2.0'])) writeDirPackage(upper, s);
+    await writeZipPackage(upper, { name: 'zip_links', version: '1.0.0', files: { 'img/overview.png': noise('web_links-overview', 250_000) } });
+    const file = path.join(work, 'itlinks.yml');
+    fs.writeFileSync(file, [
+      'name: itlinks', 'image:', `  repository: epr-it-links/distribution-${process.pid}`, 'package_registry:', '  version: 1.40.1', 'layers:',
+      '  - name: lower', '    source:', `      directory: ${lower}`,
+      '  - name: upper', '    source:', `      directory: ${upper}`,
+    ].join('\n'));
+    const r = await cli(['build', file, '--json', '--cache-dir', tmpDir('epr-it-links-cache-'), '--no-delta']);
+    expect(r.code, r.stderr).to.equal(0);
+    const summary = JSON.parse(r.stdout) as { image: string; tags: string[] };
+    refs.push(...summary.tags);
+    container = await runImage(docker, summary.image);
+    await waitForHttp(`${container.url}/health`, 60_000);
+    plain = await startRegistry([lower, upper]);
+    expect(plain.problems).to.deep.equal([]);
+  });
+
+  after(async () => {
+    if (container) await removeContainer(docker, container.id);
+    for (const ref of refs) await untag(docker, ref).catch(() => undefined);
+    await plain?.close();
+    cleanupTmp();
+  });
+
+  it('repeated files are hard links inside the image, within their own layer only', async () => {
+    const nlink = async (p: string) => {
+      const r = await exec(docker, container!.id, ['node', '-e', `console.log(require('fs').statSync(${JSON.stringify(p)}).nlink)`]);
+      expect(r.code, r.out).to.equal(0);
+      return Number(r.out.trim());
+    };
+    // four versions in the lower layer share one overview image; the two in the upper layer share another copy
+    expect(await nlink('/packages/lower/web_links/1.0.0/img/overview.png')).to.equal(4);
+    expect(await nlink('/packages/lower/web_links/2.0.0/img/overview.png')).to.equal(4);
+    expect(await nlink('/packages/upper/web_links/2.2.0/img/overview.png')).to.equal(2);
+    // a link whose target is past 100 bytes (a pax linkpath) unpacked too
+    const dash = `kibana/dashboard/web_links-${'overview-dashboard-with-a-long-name'.repeat(2)}.json`;
+    expect(await nlink(`/packages/lower/web_links/1.2.0/${dash}`)).to.equal(4);
+    // the screenshot changes every two versions
+    expect(await nlink('/packages/lower/web_links/1.1.0/img/screenshot.png')).to.equal(2);
+  });
+
+  it('every route, every file, every zip and its sha256: the same bytes as a registry scanning the plain folders', async () => {
+    const both = async (p: string) => {
+      const [a, b] = await Promise.all([rawRequest(container!.url, p, { timeoutMs: 30_000 }), rawRequest(plain!.url, p, { timeoutMs: 30_000 })]);
+      expect(a.status, `${p} status`).to.equal(b.status);
+      expect(a.headers['content-type'], `${p} content type`).to.equal(b.headers['content-type']);
+      expect(a.body.equals(b.body), `${p} body`).to.equal(true);
+      return a;
+    };
+    for (const p of ['/', '/health', '/index.json', '/search', '/search?all=true&prerelease=true', '/search?package=web_links&all=true', '/categories', '/categories?include_policy_templates=true&prerelease=true']) await both(p);
+
+    const all = JSON.parse((await both('/search?all=true&prerelease=true')).text) as Array<{ name: string; version: string }>;
+    expect(all.map((p) => `${p.name}@${p.version}`).sort()).to.deep.equal([
+      'db_links@0.1.0', 'db_links@0.2.0', 'web_links@1.0.0', 'web_links@1.1.0', 'web_links@1.2.0', 'web_links@2.0.0', 'web_links@2.1.0', 'web_links@2.2.0', 'zip_links@1.0.0',
+    ]);
+    let files = 0;
+    for (const { name, version } of all) {
+      const info = JSON.parse((await both(`/package/${name}/${version}/`)).text) as { assets: string[]; download: string };
+      for (const asset of info.assets) {
+        await both(asset);
+        files++;
+      }
+      const zip = await both(info.download);
+      expect(sha256(zip.body)).to.equal(sha256((await rawRequest(plain!.url, info.download)).body));
+      await both(`${info.download}.sig`);
+    }
+    expect(files).to.be.greaterThan(90);
+  });
+});
