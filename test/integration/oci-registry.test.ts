@@ -76,6 +76,8 @@ describe('OCI registry client (docker-registry)', function () {
       expect(report.manifestDigest).to.equal(sha256Digest(image.manifest));
       expect(report.references).to.deep.equal([`${reg.host}/epr/app:1`, `${reg.host}/epr/app:latest`, `${reg.host}/epr/copy:1`]);
       for (const [repo, tag] of [['epr/app', '1'], ['epr/app', 'latest'], ['epr/copy', '1']]) expect(registryManifestStatus(reg.host, repo, tag)).to.equal(200);
+      expect(lines.filter((l) => l.startsWith(`${reg.host}/epr/app: blob sha256:`) && l.endsWith(' MB)')).map((l) => l.split(' ')[3])).to.have.members(Array(4).fill('uploaded'));
+      expect(lines.filter((l) => l.includes('/epr/copy: blob ')).map((l) => l.split(' ')[3])).to.have.members(Array(4).fill('mounted'));
       expect(lines.at(-1)).to.match(/4 blobs uploaded .* 4 mounted, 0 already there/);
     });
 

@@ -59,7 +59,7 @@ describe('registry retries', () => {
     const late = await withRetry(async () => {
       n++;
       throw new TransientError('429', 60_000);
-    }, { ...quick, maxDelayMs: 60_000, totalMs: 1_000 }, (last, tries) => new Error(`gave up after ${tries}`)).catch((e: Error) => e);
+    }, { ...quick, maxDelayMs: 60_000, totalMs: 1_000 }, (_last, tries) => new Error(`gave up after ${tries}`)).catch((e: Error) => e);
     expect([late.message, n]).to.deep.equal(['gave up after 1', 1]);
   });
 });
