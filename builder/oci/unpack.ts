@@ -33,6 +33,9 @@ type Entry = ExtractEvents['entry'][1];
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_MARK = '.wh..wh..opq';
 
+/** Files up to this size are gathered and written at once; larger ones stream. */
+const SMALL_FILE = 1 << 20;
+
 /** Symlinks followed in one path before it is taken for a loop (Linux's own limit). */
 const MAX_SYMLINK_HOPS = 40;
 
@@ -180,6 +183,9 @@ class Tree {
   /** folders this layer wrote, with their times: set once their contents are in */
   private readonly folderTimes: Array<{ abs: string; mtime: Date }> = [];
 
+  /** folders known to be real (no symlink on the way) in this layer: cleared whenever a path goes or a symlink comes */
+  private readonly realDirs = new Set<string>();
+
   constructor(private readonly root: string) {}
 
   private abs(parts: string[]): string {
@@ -192,6 +198,14 @@ class Tree {
    * set; without it, undefined says the folder is not there.
    */
   private resolveDir(parts: string[], create: boolean, entry: string): string[] | undefined {
+    const key = parts.join('/');
+    if (this.realDirs.has(key)) return parts;
+    const real = this.walkDir(parts, create, entry);
+    if (real && real.join('/') === key) this.realDirs.add(key);
+    return real;
+  }
+
+  private walkDir(parts: string[], create: boolean, entry: string): string[] | undefined {
     const real: string[] = [];
     const queue = [...parts];
     let hops = 0;
@@ -230,6 +244,7 @@ class Tree {
 
   /** Removes whatever is at `abs` (a folder with all it holds; a symlink itself, never what it names). */
   private clear(abs: string): void {
+    this.realDirs.clear();
     fs.rmSync(abs, { recursive: true, force: true });
   }
 
@@ -259,11 +274,12 @@ class Tree {
     const dest = this.abs(real);
     const mode = (h.mode ?? 0o644) & 0o777;
     const mtime = h.mtime ?? new Date(0);
-    let existing: fs.Stats | undefined;
-    try { existing = fs.lstatSync(dest); } catch { existing = undefined; }
+    // files, the bulk of a layer, find out by their exclusive create whether a path is taken
+    const taken = (): fs.Stats | undefined => { try { return fs.lstatSync(dest); } catch { return undefined; } };
 
     switch (h.type) {
       case 'directory': {
+        const existing = taken();
         if (existing && !existing.isDirectory()) this.clear(dest);
         if (!existing || !existing.isDirectory()) fs.mkdirSync(dest, { mode: mode | 0o700 });
         fs.chmodSync(dest, mode | 0o700);
@@ -272,16 +288,29 @@ class Tree {
       }
       case 'file':
       case 'contiguous-file': {
-        // unlinked first: a lower file may share its inode with another name (a hard link)
-        if (existing) this.clear(dest);
-        const out = fs.createWriteStream(dest, { flags: 'wx', mode: mode | 0o600 });
-        await pipeline(entry, out);
-        report.bytes += out.bytesWritten;
-        fs.utimesSync(dest, mtime, mtime);
+        const fd = this.createFile(dest, mode | 0o600);
+        try {
+          if (h.size <= SMALL_FILE) {
+            // most package files are small: one blocking write costs a fraction of a file stream
+            const chunks: Buffer[] = [];
+            for await (const c of entry) chunks.push(c as Buffer);
+            const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+            for (let done = 0; done < data.length;) done += fs.writeSync(fd, data, done);
+            report.bytes += data.length;
+          } else {
+            const out = fs.createWriteStream('', { fd, autoClose: false });
+            await pipeline(entry, out);
+            report.bytes += out.bytesWritten;
+          }
+          fs.futimesSync(fd, mtime, mtime);
+        } finally {
+          fs.closeSync(fd);
+        }
         break;
       }
       case 'link': {
         const target = this.linkTarget(h.linkname ?? '', name);
+        const existing = taken();
         if (existing) {
           const t = fs.lstatSync(target);
           if (existing.ino === t.ino && existing.dev === t.dev) break;
@@ -292,7 +321,8 @@ class Tree {
       }
       case 'symlink': {
         const target = this.symlinkTarget(dir, h.linkname ?? '', name);
-        if (existing) this.clear(dest);
+        if (taken()) this.clear(dest);
+        this.realDirs.clear();
         fs.symlinkSync(target, dest);
         fs.lutimesSync(dest, mtime, mtime);
         break;
@@ -306,6 +336,21 @@ class Tree {
         throw new UnpackError(`${name}: unsupported tar entry type ${h.type}`);
     }
     this.written.add(real.join('/'));
+  }
+
+  /**
+   * A new file at `dest`, never written through what is there: whatever a
+   * lower layer had at that path is removed first (unlinked, not truncated:
+   * it may share its inode with another name, a hard link).
+   */
+  private createFile(dest: string, mode: number): number {
+    try {
+      return fs.openSync(dest, 'wx', mode);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      this.clear(dest);
+      return fs.openSync(dest, 'wx', mode);
+    }
   }
 
   /** A hard link's target: a file or another hard link already in the tree (this layer's or a lower one's). */

@@ -83,8 +83,11 @@ describe('oci: applying image layers into a folder', () => {
         { name: 'app/current', type: 'symlink', linkname: 'bin' },
         { name: 'app/again.txt', type: 'link', linkname: 'app/data.txt' },
       ]),
-      await layer([{ name: './etc/motd', body: 'hello' }], { gzip: false }),
+      await layer([{ name: './etc/motd', body: 'hello' }, { name: 'big.bin', body: 'b'.repeat(3 << 20) }], { gzip: false }),
     ]));
+    // streamed, not gathered
+    expect(fs.readFileSync(path.join(root, 'big.bin'), 'utf8')).to.equal('b'.repeat(3 << 20));
+    fs.rmSync(path.join(root, 'big.bin'));
     expect(tree(root)).to.deep.equal({
       app: 'd', 'app/again.txt': 'f:data', 'app/bin': 'd', 'app/bin/run.sh': 'f:run', 'app/current': 'l:bin', 'app/data.txt': 'f:data',
       etc: 'd', 'etc/motd': 'f:hello',
