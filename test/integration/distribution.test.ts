@@ -233,9 +233,10 @@ describe('distribution images (Docker engine + registry)', function () {
     const work = tmpDir('epr-it-delta-');
     const upper = path.join(work, 'upper');
     writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0', readme: `lower ${Date.now()}\n` });
-    const filler = { 'docs/extra.md': `${'filler line\n'.repeat(2000)}` };
-    for (const n of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) writeDirPackage(upper, { name: `delta_${n}`, version: '1.0.0', readme: `${n} first\n`, files: filler });
-    writeDirPackage(upper, { name: 'delta_a', version: '2.0.0', files: filler });
+    // each package's filler its own: a layer carries a repeated content once (as hard links), so shared filler would not make it large
+    const filler = (n: string) => ({ 'docs/extra.md': `${`${n} filler line\n`.repeat(2000)}` });
+    for (const n of ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']) writeDirPackage(upper, { name: `delta_${n}`, version: '1.0.0', readme: `${n} first\n`, files: filler(n) });
+    writeDirPackage(upper, { name: 'delta_a', version: '2.0.0', files: filler('a2') });
     await writeZipPackage(upper, { name: 'delta_zip', version: '1.0.0' });
     const build = twoLayerDistribution('itdelta', work);
     const answers = async (image: string) => {
