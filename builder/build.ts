@@ -611,7 +611,8 @@ export async function pushTags(s: BuildState, docker: Docker | undefined): Promi
     return s.pushReport;
   } catch (err) {
     await restoreTags(s, docker).catch(() => undefined);
-    throw err;
+    if (err instanceof EngineOperationError) throw err;
+    throw new EngineOperationError(`push ${s.tags[0] ?? repositoryOf(s)} failed: ${(err as Error).message.split('\n')[0]}`);
   }
 }
 

@@ -430,7 +430,7 @@ describe('distribution images (Docker engine + registry)', function () {
     const deadRepo = `127.0.0.1:${await freePort()}/epr-it/distribution`;
     const r = await cli(['build', 'production', '--repository', deadRepo, '--push']);
     expect(r.code).to.equal(1);
-    expect(r.stderr.split('\n')[0]).to.match(/^error: docker push .* failed/);
+    expect(r.stderr.split('\n')[0]).to.match(/^error: push .* failed: cannot connect/);
     expect(await inspectImage(docker, `${deadRepo}:production`)).to.equal(undefined);
     expect((await inspectImage(docker, `${repo}:production`))!.Id).to.equal(before);
   });
@@ -452,7 +452,7 @@ describe('distribution images (Docker engine + registry)', function () {
 
       const refused = await cli(['build', 'production', '--repository', authRepo, '--push'], { DOCKER_CONFIG: without });
       expect(refused.code).to.equal(1);
-      expect(refused.stderr.split('\n')[0]).to.match(/^error: docker push 127\.0\.0\.1:\d+\/epr-it\/auth:production failed: .*(auth|credentials)/i);
+      expect(refused.stderr.split('\n')[0]).to.match(/^error: push 127\.0\.0\.1:\d+\/epr-it\/auth:production failed: .*(auth|credentials)/i);
       expect(await inspectImage(docker, `${authRepo}:production`), 'a tag that did not exist before is removed again').to.equal(undefined);
 
       const ok = await cli(['build', 'production', '--repository', authRepo, '--push', '--json'], { DOCKER_CONFIG: withCreds });
