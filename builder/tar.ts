@@ -57,12 +57,16 @@ function ustarSplit(name: string): [string, string] | undefined {
   return undefined;
 }
 
+/** The length of a pax record, which counts its own digits. */
+function paxRecordLength(key: string, value: string): number {
+  const body = Buffer.byteLength(` ${key}=${value}\n`);
+  let len = body + 1;
+  while (String(len).length + body !== len) len = String(len).length + body;
+  return len;
+}
+
 function paxRecord(key: string, value: string): Buffer {
-  const body = ` ${key}=${value}\n`;
-  // the length counts its own digits
-  let len = Buffer.byteLength(body) + 1;
-  while (String(len).length + Buffer.byteLength(body) !== len) len = String(len).length + Buffer.byteLength(body);
-  return Buffer.from(`${len}${body}`);
+  return Buffer.from(`${paxRecordLength(key, value)} ${key}=${value}\n`);
 }
 
 function octal(buf: Buffer, value: number, offset: number, width: number): void {
@@ -119,6 +123,18 @@ export function entryHeader(e: TarEntry): Buffer {
   ]);
 }
 
+/** entryHeader(e).length, without making the header (a layer has 100,000+ entries to size). */
+export function entryHeaderSize(e: TarEntry): number {
+  if (e.type === 'file' && e.size > MAX_SIZE) throw new TarError(`${e.name}: ${e.size} bytes is too large for a layer tar`);
+  const name = headerName(e);
+  const link = e.type === 'link' ? e.target : '';
+  const split = ustarSplit(name) !== undefined;
+  const linkFits = Buffer.byteLength(link) <= 100;
+  if (split && linkFits) return BLOCK;
+  const pax = (split ? 0 : paxRecordLength('path', name)) + (linkFits ? 0 : paxRecordLength('linkpath', link));
+  return 2 * BLOCK + padded(pax);
+}
+
 /** The header of a file entry whose bytes the caller writes. */
 export function fileHeader(name: string, size: number): Buffer {
   return entryHeader({ name, type: 'file', size, data: Buffer.alloc(0) });
@@ -127,7 +143,7 @@ export function fileHeader(name: string, size: number): Buffer {
 /** The exact byte size of the tar of `entries` (with its two closing blocks). */
 export function tarSize(entries: TarEntry[]): number {
   let total = 2 * BLOCK;
-  for (const e of entries) total += entryHeader(e).length + (e.type === 'file' ? padded(e.size) : 0);
+  for (const e of entries) total += entryHeaderSize(e) + (e.type === 'file' ? padded(e.size) : 0);
   return total;
 }
 
@@ -151,7 +167,7 @@ export function linkRepeats(entries: TarEntry[], contentOf: (e: TarEntry & { typ
       return e;
     }
     const link: TarEntry = { name: e.name, type: 'link', target };
-    return entryHeader(link).length <= entryHeader(e).length + padded(e.size) ? link : e;
+    return entryHeaderSize(link) <= entryHeaderSize(e) + padded(e.size) ? link : e;
   });
 }
 

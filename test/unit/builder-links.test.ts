@@ -12,7 +12,7 @@ import tarStream from 'tar-stream';
 import yazl from 'yazl';
 import { InvalidPackagesError, mergeLayers } from '../../builder/merge.js';
 import { planDelta } from '../../builder/delta.js';
-import { linkRepeats, tarSize, TarError, writeTar, type TarEntry } from '../../builder/tar.js';
+import { entryHeader, entryHeaderSize, linkRepeats, tarSize, TarError, writeTar, type TarEntry } from '../../builder/tar.js';
 import { materialiseLayer, type MaterialisedLayer } from '../../builder/sources.js';
 import { BAKED_INDEX_FILE } from '../../server/packages/baked.js';
 import { cleanupTmp, packageFiles, tmpDir, writeDirPackage, writeZipPackage, type PackageSpec } from '../helpers/fixtures.js';
@@ -142,6 +142,15 @@ describe('builder: each distinct file once per layer', () => {
 
       const read = await readWithTarStream(file);
       expect([...read.links]).to.deep.equal([['packages/p/short-target.bin', 'packages/p/near.bin'], ['packages/p/b.bin', `${longDir}/a.bin`], [far, `${longDir}/a.bin`]]);
+    });
+
+    it('entryHeaderSize is the length of entryHeader for every kind of name and target', () => {
+      const names = ['a', `p/${'n'.repeat(97)}`, `p/${'n'.repeat(98)}`, `${'d'.repeat(150)}/${'f'.repeat(99)}`, `${'d'.repeat(160)}/f`, `${'x'.repeat(300)}`, `ü/${'é'.repeat(60)}`, `${'ü'.repeat(200)}/x`];
+      for (const name of names) {
+        for (const e of [{ name, type: 'directory' }, { name, type: 'file', size: 3, data: Buffer.from('abc') }, ...names.map((target) => ({ name, type: 'link', target }))] as TarEntry[]) {
+          expect(entryHeaderSize(e), `${e.type} ${name}`).to.equal(entryHeader(e).length);
+        }
+      }
     });
 
     it('writeTar refuses a link to anything but a file it wrote before', async () => {
