@@ -92,13 +92,21 @@ export function containerdName(ref: string): string {
   return `${r.registry}/${r.repository}${r.tag ? `:${r.tag}` : ''}`;
 }
 
-/** The layout files of a bundle or an engine archive: index.json (every tag), manifest.json (docker load), oci-layout. */
-export function layoutFiles(images: Array<{ image: OciImage; tags: string[] }>): { index: Buffer; manifestJson: Buffer; ociLayout: Buffer } {
+/**
+ * The layout files of a bundle or an engine archive: index.json (every tag),
+ * manifest.json (docker load), oci-layout. `indexAnnotations` go on
+ * index.json itself (a bundle marks there what it left out).
+ */
+export function layoutFiles(
+  images: Array<{ image: OciImage; tags: string[] }>,
+  opts: { indexAnnotations?: Record<string, string> } = {},
+): { index: Buffer; manifestJson: Buffer; ociLayout: Buffer } {
   const manifests = images.flatMap(({ image, tags }) => (tags.length ? tags : [undefined]).map((t) => ({
     ...image.manifestDescriptor,
     ...(t ? { annotations: { 'io.containerd.image.name': containerdName(t), [REF_NAME_ANNOTATION]: parseReference(t).tag ?? 'latest' } } : {}),
   })));
-  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests }));
+  const annotations = opts.indexAnnotations && Object.keys(opts.indexAnnotations).length ? { annotations: opts.indexAnnotations } : {};
+  const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests, ...annotations }));
   const manifestJson = Buffer.from(JSON.stringify(images.map(({ image, tags }) => ({
     Config: `blobs/sha256/${digestHex(image.configDescriptor.digest)}`,
     RepoTags: tags.map((t) => formatReference(parseReference(t))),
@@ -107,14 +115,20 @@ export function layoutFiles(images: Array<{ image: OciImage; tags: string[] }>):
   return { index, manifestJson, ociLayout: Buffer.from('{"imageLayoutVersion":"1.0.0"}') };
 }
 
-/** The diff IDs of every image the engine holds with our label, plus `also`: each as its chain (bottom-up prefixes). */
-async function heldChains(docker: Docker, also: string[]): Promise<Set<string>> {
+/**
+ * The layer chains the engine holds (each image's diff IDs as bottom-up
+ * prefixes `/d1/d2...`): of every image with our label (or, with `anyImage`,
+ * every image), plus `also`. The classic store loads a layer only when it
+ * lacks that chain, so a chain held is a layer an archive may leave out.
+ */
+export async function heldChains(docker: Docker, also: string[], opts: { anyImage?: boolean } = {}): Promise<Set<string>> {
   const chains = new Set<string>();
   const add = (layers: string[]) => {
     let chain = '';
     for (const d of layers) { chain = `${chain}/${d}`; chains.add(chain); }
   };
-  const images = await withTimeout(docker.listImages({ filters: JSON.stringify({ label: ['org.elastic.package-registry.distribution'] }) } as Docker.ListImagesOptions), TIMEOUTS.quick, 'docker images');
+  const filter = opts.anyImage ? {} : { filters: JSON.stringify({ label: ['org.elastic.package-registry.distribution'] }) };
+  const images = await withTimeout(docker.listImages(filter as Docker.ListImagesOptions), TIMEOUTS.quick, 'docker images');
   for (const ref of [...also, ...images.map((i) => i.Id)]) {
     const info = await inspectImage(docker, ref);
     if (info?.RootFS?.Layers) add(info.RootFS.Layers);
@@ -208,19 +222,27 @@ export async function loadIntoEngine(docker: Docker, store: OciStore, image: Oci
 }
 
 /**
- * The layer blobs of `image` the containerd store's engine holds. It names
- * an image by its manifest digest, so every store image whose manifest
- * digest the engine lists (one loaded from here, or a base image read from
- * it with its own manifest) has its blobs in the engine's content store.
+ * The layer blobs the containerd store's engine holds, among those the
+ * `known` manifests name. The engine names an image by its manifest digest
+ * and keeps that image's blobs in its content store, so every known manifest
+ * whose digest the engine lists as an image ID has its layers there.
  */
-async function containerdHeld(docker: Docker, store: OciStore, image: OciImage): Promise<Set<string>> {
+export async function containerdHeldBlobs(docker: Docker, known: Iterable<{ manifest: string; layers: string[] }>): Promise<Set<string>> {
   const images = await withTimeout(docker.listImages({ all: true } as Docker.ListImagesOptions), TIMEOUTS.quick, 'docker images');
   const ids = new Set(images.map((i) => i.Id));
   const held = new Set<string>();
-  for (const e of store.entries()) {
-    if (!ids.has(e.digest)) continue;
-    try { for (const l of store.image(e.digest).layers) held.add(l.digest); } catch { /* pruned meanwhile */ }
-  }
+  for (const k of known) if (ids.has(k.manifest)) for (const l of k.layers) held.add(l);
+  return held;
+}
+
+/** The layer blobs of `image` the containerd store's engine holds, as the builder's store knows the engine's images. */
+async function containerdHeld(docker: Docker, store: OciStore, image: OciImage): Promise<Set<string>> {
+  const known = function* () {
+    for (const e of store.entries()) {
+      try { yield { manifest: e.digest, layers: store.image(e.digest).layers.map((l) => l.digest) }; } catch { /* pruned meanwhile */ }
+    }
+  };
+  const held = await containerdHeldBlobs(docker, known());
   return new Set(image.layers.map((l) => l.digest).filter((d) => held.has(d)));
 }
 
