@@ -467,12 +467,11 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
 
   let failure: unknown;
   try {
-    const sentKeys = planned.labelEntries.slice(planned.reused.length);
     const composed = await timed(s, 'pack layers into the store', () => composeImage(s.store, {
       base,
       reused: planned.reused,
-      // the same key names the same tar: a layer packed before (by any build) is taken from the store
-      layers: planned.sent.map((l, i) => ({ ...l, key: s.opts.noCache ? undefined : layerBlobKey(planned, sentKeys[i]) })),
+      // the same key names the same tar: a layer packed before (by any build, under any layers) is taken from the store
+      layers: planned.sent.map((l) => ({ ...l, key: s.opts.noCache ? undefined : l.key })),
       top: topEntries(df, context),
       env: df.env,
       topHistory: df.history,
@@ -521,12 +520,6 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
     }
   }
   return s.imageId!;
-}
-
-/** The store key of a layer blob: a whole layer's chain key, a delta's with the full layer it goes on. */
-function layerBlobKey(plan: PlannedLayers, entry: string | undefined): string | undefined {
-  if (!entry) return undefined;
-  return plan.delta && entry.startsWith('+') ? `${plan.delta.base}${entry}` : entry;
 }
 
 /** Bytes of an image as a registry stores it: its compressed layers. */

@@ -16,8 +16,8 @@ import { tarSize, type TarEntry } from './tar.js';
 export interface PlannedLayers {
   /** image layers the store holds, bottom first */
   reused: Array<{ name: string; layer: LayerDescriptor; description: string }>;
-  /** image layers to send, in order above the reused ones */
-  sent: Array<{ name: string; entries: TarEntry[]; description: string }>;
+  /** image layers to send, in order above the reused ones; `key` names the layer tar's content (the store keeps blobs by it) */
+  sent: Array<{ name: string; entries: TarEntry[]; description: string; key: string }>;
   /** the layer-keys label of the new image: one entry per package image layer */
   labelEntries: string[];
   /** the top layer went as a delta */
@@ -74,7 +74,7 @@ export async function planLayers(store: OciStore, base: BaseImage, contributions
   const keys = chainKeys(base.id, contributions.map((c) => c.key));
   const n = contributions.length;
   // listed only if sent
-  const whole = (from: number) => contributions.slice(from).map((c) => ({ name: c.name, get entries() { return c.entries; }, description: wholeHistory(c) }));
+  const whole = (from: number) => contributions.slice(from).map((c) => ({ name: c.name, get entries() { return c.entries; }, description: wholeHistory(c), key: c.key }));
   let plan: PlannedLayers = { reused: [], sent: whole(0), labelEntries: keys };
   if (!opts.reuse) return plan;
 
@@ -123,7 +123,8 @@ function withDelta(store: OciStore, base: BaseImage, contributions: LayerContrib
   const reused = describeReused(best.from.entries, keys, contributions).map((d, j) => ({ ...d, layer: layers[j] }));
   return {
     reused,
-    sent: [{ name: top.name, entries: best.entries, description: deltaHistory(top) }],
+    // a delta's bytes follow from the full layer it goes on and the new layer's content
+    sent: [{ name: top.name, entries: best.entries, description: deltaHistory(top), key: `${best.from.key}${DELTA_MARK}${top.key}` }],
     labelEntries: [...best.from.entries, `${DELTA_MARK}${keys[n - 1]}`],
     delta: { base: best.from.key, added: best.plan.added, changed: best.plan.changed, removed: best.plan.removed, bytes: best.bytes, fullBytes },
   };
