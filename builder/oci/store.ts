@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import os from 'node:os';
+import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { writeCacheFile } from '../cache-files.js';
 import {
@@ -24,6 +26,11 @@ import {
 
 /** zlib level of new layers: gzip -1 packs about as small as -6 on package trees, at three times the speed */
 export const GZIP_LEVEL = 1;
+/** the uncompressed bytes of one gzip member: large enough that headers cost nothing, small enough to spread over the cores */
+export const GZIP_BLOCK = 4 << 20;
+/** blocks compressed at once (zlib runs them on libuv's thread pool, 4 threads by default) */
+const COMPRESSORS = Math.max(2, Math.min(4, os.availableParallelism()));
+const gzipAsync = promisify(zlib.gzip) as (data: Buffer, opts: zlib.ZlibOptions) => Promise<Buffer>;
 
 interface IndexFile {
   schemaVersion: 2;
@@ -107,38 +114,63 @@ export class OciStore implements BlobSource, BlobSink {
 
   /**
    * A new layer: `produce` writes its uncompressed tar through the function
-   * it is given (which waits while the compressor catches up); the tar is
+   * it is given (which waits while the compressors catch up); the tar is
    * hashed for the diff ID, gzipped, hashed again for the digest, stored.
+   *
+   * The tar is compressed in blocks of GZIP_BLOCK bytes on every core, each
+   * block its own gzip member, written in order: one valid gzip stream
+   * (readers take a stream of members as one, RFC 1952), as deterministic as
+   * a single member, and barely larger, since deflate looks back only 32 KB.
    */
   async writeLayer(produce: (write: (chunk: Buffer) => Promise<void>) => Promise<void>): Promise<LayerDescriptor> {
     const tmp = this.temp();
     const diff = crypto.createHash('sha256');
     const blob = crypto.createHash('sha256');
     let size = 0;
-    const gzip = zlib.createGzip({ level: GZIP_LEVEL, chunkSize: 1 << 20 });
-    const out = fs.createWriteStream(tmp);
-    gzip.on('data', (c: Buffer) => { blob.update(c); size += c.length; });
-    const written = pipeline(gzip, out);
-    const write = (chunk: Buffer) => new Promise<void>((resolve, reject) => {
+    const fd = fs.openSync(tmp, 'w');
+    const inFlight: Array<Promise<Buffer>> = [];
+    let block: Buffer[] = [];
+    let blockBytes = 0;
+    const drainOne = async () => {
+      const out = await inFlight.shift()!;
+      blob.update(out);
+      size += out.length;
+      let off = 0;
+      while (off < out.length) off += fs.writeSync(fd, out, off);
+    };
+    const cut = async () => {
+      if (blockBytes === 0) return;
+      const data = block.length === 1 ? block[0] : Buffer.concat(block, blockBytes);
+      block = [];
+      blockBytes = 0;
+      const member = gzipAsync(data, { level: GZIP_LEVEL });
+      // awaited in order below; a failure meanwhile must not count as unhandled
+      member.catch(() => undefined);
+      inFlight.push(member);
+      if (inFlight.length >= COMPRESSORS) await drainOne();
+    };
+    const write = async (chunk: Buffer) => {
       diff.update(chunk);
-      if (gzip.write(chunk)) resolve();
-      else {
-        const onDrain = () => { gzip.off('error', onError); resolve(); };
-        const onError = (e: Error) => { gzip.off('drain', onDrain); reject(e); };
-        gzip.once('drain', onDrain);
-        gzip.once('error', onError);
+      let rest = chunk;
+      while (rest.length > 0) {
+        const take = Math.min(rest.length, GZIP_BLOCK - blockBytes);
+        block.push(take === rest.length ? rest : rest.subarray(0, take));
+        blockBytes += take;
+        rest = rest.subarray(take);
+        if (blockBytes >= GZIP_BLOCK) await cut();
       }
-    });
+    };
     try {
       await produce(write);
-      gzip.end();
-      await written;
+      await cut();
+      while (inFlight.length) await drainOne();
+      fs.closeSync(fd);
       const digest = `sha256:${blob.digest('hex')}`;
       if (!this.has(digest)) fs.renameSync(tmp, this.path(digest));
       return { mediaType: MEDIA_TYPES.ociLayerGzip, digest, size, diffId: `sha256:${diff.digest('hex')}` };
     } catch (err) {
-      gzip.destroy();
-      await written.catch(() => undefined);
+      await Promise.allSettled(inFlight);
+      try { fs.closeSync(fd); } catch { /* closed */ }
       throw err;
     } finally {
       fs.rmSync(tmp, { force: true });
