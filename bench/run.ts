@@ -4,6 +4,11 @@
  * with nginx serving the very same response bytes (the physical limit on
  * this machine), written to bench/results/ as Markdown and JSON.
  *
+ * The server runs as the image runs it: no flags, the image's environment,
+ * one access-log line per request written to a pipe that this process
+ * drains; the same server with `--log-level warn` is an extra column.
+ * The corpus is the real-shaped one of bench/corpus.ts.
+ *
  * Measures: cold start to the first /health 200 (scanning vs baked index) and
  * RSS after start; requests/s and p50/p99 latency with wrk at a fixed
  * concurrency for the routes Fleet hits most; RSS under that load.
@@ -14,20 +19,25 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { generateCorpus } from './corpus.js';
+import { generateMeasuredCorpus, STATS_FILE } from './corpus.js';
+import type { TreeStats } from './corpus-stats.js';
 import { BAKED_INDEX_FILE } from '../server/packages/baked.js';
+import { DIST_ROOT, PROJECT_ROOT } from '../server/config.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SERVER = path.join(ROOT, 'dist', 'server', 'main.js');
-const BAKE = path.join(ROOT, 'dist', 'server', 'bake.js');
+/** The compiled tree this file runs from (dist/ or another dist-*), and the project around it. */
+const ROOT = PROJECT_ROOT;
+const SERVER = path.join(DIST_ROOT, 'server', 'main.js');
+const BAKE = path.join(DIST_ROOT, 'server', 'bake.js');
+const BUILDER_CLI = path.join(DIST_ROOT, 'builder', 'cli.js');
 const LAYERS = ['production', 'staging', 'snapshot'];
+/** Bumped when the generator makes another corpus from the same options: an older corpus is made again. */
+const CORPUS_GENERATION = 2;
 
 interface Options {
   smoke: boolean;
   /** skip section 4 (the Docker builder figures), so the server part runs alone */
   skipBuilder: boolean;
-  packages: number;
+  /** package versions in the corpus, over all layers */
   versions: number;
   duration: number;
   connections: number;
@@ -40,9 +50,8 @@ function parseArgs(argv: string[]): Options {
   const o: Options = {
     smoke,
     skipBuilder: argv.includes('--skip-builder'),
-    packages: smoke ? 20 : 200,
-    versions: smoke ? 3 : 12,
-    duration: smoke ? 2 : 8,
+    versions: smoke ? 120 : 2400,
+    duration: smoke ? 1 : 8,
     connections: 32,
     corpus: '',
     out: path.join(ROOT, 'bench', 'results'),
@@ -52,20 +61,20 @@ function parseArgs(argv: string[]): Options {
     const value = () => inline ?? argv[++i];
     switch (flag) {
       case '--smoke': case '--skip-builder': break;
-      case '--packages': o.packages = Number(value()); break;
       case '--versions': o.versions = Number(value()); break;
       case '--duration': o.duration = Number(value()); break;
       case '--connections': o.connections = Number(value()); break;
       case '--corpus': o.corpus = path.resolve(value()); break;
       case '--out': o.out = path.resolve(value()); break;
       case '--help': case '-h':
-        process.stdout.write('Usage: npm run bench -- [--smoke] [--skip-builder] [--packages N] [--versions M] [--duration S] [--connections C] [--corpus DIR] [--out DIR]\n');
+        process.stdout.write('Usage: npm run bench -- [--smoke] [--skip-builder] [--versions N] [--duration S] [--connections C] [--corpus DIR] [--out DIR]\n');
         process.exit(0);
         break;
       default: throw new Error(`unknown argument ${argv[i]} (see --help)`);
     }
   }
-  o.corpus ||= path.join(ROOT, 'bench', 'corpus', `${o.packages}x${o.versions}`);
+  if (!Number.isInteger(o.versions) || o.versions < 1) throw new Error('--versions must be a whole number of at least 1');
+  o.corpus ||= path.join(ROOT, 'bench', 'corpus', String(o.versions));
   return o;
 }
 
@@ -81,14 +90,21 @@ function freePort(): Promise<number> {
   });
 }
 
-function ensureCorpus(o: Options): { versions: number; files: number; bytes: number } {
+interface CorpusInfo { generation: number; versions: number; packages: number; zips: number; overlaps: number; files: number; bytes: number; stats: TreeStats }
+
+function ensureCorpus(o: Options): Promise<CorpusInfo> | CorpusInfo {
   const stamp = path.join(o.corpus, '.corpus.json');
-  if (fs.existsSync(stamp)) return JSON.parse(fs.readFileSync(stamp, 'utf8'));
+  if (fs.existsSync(stamp)) {
+    const known = JSON.parse(fs.readFileSync(stamp, 'utf8')) as CorpusInfo;
+    if (known.generation === CORPUS_GENERATION && fs.existsSync(path.join(o.corpus, STATS_FILE))) return known;
+  }
   fs.rmSync(o.corpus, { recursive: true, force: true });
-  log(`generating corpus ${o.packages} packages x ${o.versions} versions in ${o.corpus}`);
-  const res = generateCorpus({ out: o.corpus, packages: o.packages, versions: o.versions, layers: LAYERS, seed: 1 });
-  fs.writeFileSync(stamp, JSON.stringify(res));
-  return res;
+  log(`generating a real-shaped corpus of ${o.versions} package versions in ${o.corpus}`);
+  return generateMeasuredCorpus({ out: o.corpus, versions: o.versions, layers: LAYERS, seed: 1 }).then((res) => {
+    const info: CorpusInfo = { generation: CORPUS_GENERATION, ...res };
+    fs.writeFileSync(stamp, JSON.stringify(info));
+    return info;
+  });
 }
 
 function rssKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
@@ -111,13 +127,24 @@ async function waitHealthy(url: string, child: ChildProcess, timeoutMs: number):
   throw new Error(`server not healthy within ${timeoutMs} ms`);
 }
 
-async function startServer(config: string): Promise<{ child: ChildProcess; url: string; readyMs: number }> {
+interface RunningServer { child: ChildProcess; url: string; readyMs: number; /** lines the server wrote to stdout so far */ logLines: () => number }
+
+/**
+ * Starts the server as the image does (Dockerfile.base and
+ * Dockerfile.distribution): no flags, the image's environment, stdout to a
+ * pipe that is drained here as a log collector would. `extra` flags make
+ * the variants (`--log-level warn`).
+ */
+async function startServer(config: string, extra: string[] = []): Promise<RunningServer> {
   const port = await freePort();
   const t0 = performance.now();
-  const child = spawn(process.execPath, [SERVER, '--config', config, '--address', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const env = { ...process.env, NODE_ENV: 'production', EPR_CONFIG: config, EPR_DISABLE_PACKAGE_VALIDATION: 'true', EPR_ADDRESS: `127.0.0.1:${port}` };
+  const child = spawn(process.execPath, [SERVER, ...extra], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  let lines = 0;
+  child.stdout!.on('data', (c: Buffer) => { for (let i = c.indexOf(10); i >= 0; i = c.indexOf(10, i + 1)) lines++; });
   const url = `http://127.0.0.1:${port}`;
   await waitHealthy(url, child, 120_000);
-  return { child, url, readyMs: performance.now() - t0 };
+  return { child, url, readyMs: performance.now() - t0, logLines: () => lines };
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -140,7 +167,7 @@ function setBaked(corpus: string, on: boolean): void {
   }
 }
 
-interface WrkResult { rps: number; p50ms: number; p99ms: number; errors: number }
+interface WrkResult { rps: number; p50ms: number; p99ms: number; errors: number; requests: number }
 
 function toMs(v: string): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
@@ -169,6 +196,7 @@ async function wrkRun(url: string, o: Options): Promise<WrkResult> {
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   return {
     rps: Number((/Requests\/sec:\s+([\d.]+)/.exec(out) ?? [])[1] ?? NaN),
+    requests: Number((/(\d+) requests in/.exec(out) ?? [])[1] ?? NaN),
     p50ms: pct('50'),
     p99ms: pct('99'),
     errors: (errs ? Number(errs[1]) : 0) + (sock ? sock.slice(1).map(Number).reduce((a, b) => a + b, 0) : 0),
@@ -232,7 +260,7 @@ function timed(cmd: string, args: string[], opts: { cwd?: string } = {}): number
 /** Builds the corpus as distributions under a bench-only repository (needs a Docker engine). */
 async function benchBuilder(o: Options): Promise<BuilderFigures> {
   if (spawnSync('docker', ['info'], { stdio: 'ignore' }).status !== 0) return { skipped: 'no Docker engine answers' };
-  const cli = path.join(ROOT, 'dist', 'builder', 'cli.js');
+  const cli = BUILDER_CLI;
   const defs = fs.mkdtempSync(path.join(os.tmpdir(), 'epr-bench-defs-'));
   const repo = 'epr-bench/distribution';
   const define = (name: string, layers: string[]) => {
@@ -258,7 +286,7 @@ async function benchBuilder(o: Options): Promise<BuilderFigures> {
     const productionUnchanged = build(cli, prod, cacheDir);
     const snapshotFirst = build(cli, snap, cacheDir);
     const snapLayer = path.join(o.corpus, 'snapshot');
-    const name = fs.readdirSync(snapLayer).find((n) => !n.startsWith('.'))!;
+    const name = fs.readdirSync(snapLayer, { withFileTypes: true }).find((e) => e.isDirectory() && !e.name.startsWith('.'))!.name;
     const version = fs.readdirSync(path.join(snapLayer, name))[0];
     const readme = path.join(snapLayer, name, version, 'docs', 'README.md');
     const original = fs.readFileSync(readme);
@@ -301,17 +329,18 @@ async function main(): Promise<void> {
   for (const tool of ['wrk', 'nginx']) {
     if (spawnSync('which', [tool]).status !== 0) throw new Error(`${tool} is not installed (apt-get install -y wrk nginx-light)`);
   }
-  if (!fs.existsSync(SERVER)) throw new Error('dist/ is missing: run npm run build first');
-  const corpus = ensureCorpus(o);
+  if (!fs.existsSync(SERVER)) throw new Error(`${SERVER} is missing: run npm run build first`);
+  const loadBefore = os.loadavg();
+  const corpus = await ensureCorpus(o);
+  // the image's config.yml: the package paths, nothing else
   const config = path.join(o.corpus, 'config.yml');
-  fs.writeFileSync(config, `package_paths:\n${LAYERS.map((l) => `  - ${path.join(o.corpus, l)}\n`).join('')}cache_time.search: 10m\n`);
+  fs.writeFileSync(config, `package_paths:\n${LAYERS.map((l) => `  - ${path.join(o.corpus, l)}\n`).join('')}`);
 
   // 1. start-up: scanning from scratch, then with the baked index. The first
   // start reads a page cache that is usually cold (files unread for a while
   // are paged out on these machines), as a container's first start does; the
   // second shows the same start with the files cached.
   const startup: Record<string, { readyMs: number; rssMb: number }> = {};
-  const loadBefore = os.loadavg()[0];
   for (const mode of ['scanning', 'scanning again (files cached)', 'baked index'] as const) {
     setBaked(o.corpus, mode === 'baked index');
     const s = await startServer(config);
@@ -320,58 +349,76 @@ async function main(): Promise<void> {
     await stop(s.child);
   }
 
-  // 2. load: the same bytes from the registry and from nginx
+  // 2. load: the same bytes from the registry as shipped, the registry with --log-level warn, and nginx
   const server = await startServer(config);
-  const search = await (await fetch(`${server.url}/search?all=true`)).json() as Array<{ name: string; version: string }>;
-  const pkg = search[Math.floor(search.length / 2)];
+  const quiet = await startServer(config, ['--log-level', 'warn']);
+  const search = await (await fetch(`${server.url}/search?all=true`)).json() as Array<{ name: string; version: string; path: string }>;
+  const dirs = search.filter((p) => !corpusZips(o.corpus).has(`${p.name}-${p.version}`));
+  const pkg = dirs[Math.floor(dirs.length / 2)];
+  const zipped = search.find((p) => corpusZips(o.corpus).has(`${p.name}-${p.version}`));
+  const info = await (await fetch(`${server.url}/package/${pkg.name}/${pkg.version}/`)).json() as { icons?: Array<{ path: string }> };
   const targets: Target[] = [
     { label: '/search', path: '/search' },
     { label: '/search?kibana.version=8.11.0&prerelease=true', path: '/search?kibana.version=8.11.0&prerelease=true' },
+    { label: '/search?package={n}&all=true', path: `/search?package=${pkg.name}&all=true` },
     { label: '/categories?include_policy_templates=true', path: '/categories?include_policy_templates=true' },
     { label: 'package info /package/{n}/{v}/', path: `/package/${pkg.name}/${pkg.version}/` },
     { label: 'package file (docs/README.md)', path: `/package/${pkg.name}/${pkg.version}/docs/README.md` },
-    { label: 'zip download (zipped on the fly)', path: `/epr/${pkg.name}/${pkg.name}-${pkg.version}.zip` },
+    ...(info.icons?.[0] ? [{ label: 'package file (icon, svg)', path: info.icons[0].path }] : []),
+    { label: 'zip of a folder package (made once, kept)', path: `/epr/${pkg.name}/${pkg.name}-${pkg.version}.zip` },
+    ...(zipped ? [{ label: 'zip package (as stored)', path: `/epr/${zipped.name}/${zipped.name}-${zipped.version}.zip` }] : []),
   ];
   for (const t of targets) {
     const r = await fetch(`${server.url}${t.path}`);
+    if (r.status !== 200) throw new Error(`${t.path}: ${r.status}`);
     t.body = Buffer.from(await r.arrayBuffer());
     t.contentType = r.headers.get('content-type') ?? 'application/octet-stream';
     t.cacheControl = r.headers.get('cache-control') ?? '';
   }
   const nginx = await startNginx(targets);
-  const rows: Array<{ label: string; bytes: number; registry: WrkResult; nginx: WrkResult; rssMb: number }> = [];
+  const rows: Row[] = [];
   for (const [i, t] of targets.entries()) {
     let peak = 0;
     const sampler = setInterval(() => { peak = Math.max(peak, rssKb(server.child.pid!, 'VmRSS')); }, 100);
+    const linesBefore = server.logLines();
     const reg = await wrk(`${server.url}${t.path}`, o);
     clearInterval(sampler);
+    // the log lines of the warm-up second and the measured run: at least one per request
+    const logLines = server.logLines() - linesBefore;
+    const warn = await wrk(`${quiet.url}${t.path}`, o);
     const ngx = await wrk(`${nginx.url}/b/${i}`, o);
-    rows.push({ label: t.label, bytes: t.body!.length, registry: reg, nginx: ngx, rssMb: peak / 1024 });
-    log(`${t.label}: ${fmt(reg.rps)} req/s (nginx ${fmt(ngx.rps)}, ${fmt((100 * reg.rps) / ngx.rps)}%), p99 ${fmt(reg.p99ms, 2)} ms, RSS ${fmt(peak / 1024, 1)} MB`);
+    rows.push({ label: t.label, bytes: t.body!.length, registry: reg, warn, nginx: ngx, rssMb: peak / 1024, logLines });
+    log(`${t.label}: ${fmt(reg.rps)} req/s as shipped (${fmt(ratio(reg, ngx), 2)} of nginx ${fmt(ngx.rps)}), p99 ${fmt(reg.p99ms, 2)} ms; --log-level warn ${fmt(warn.rps)} req/s (${fmt(ratio(warn, ngx), 2)}); ${fmt(logLines)} access-log lines; RSS ${fmt(peak / 1024, 1)} MB`);
   }
   await stop(server.child);
+  await stop(quiet.child);
   await stop(nginx.child);
   fs.rmSync(nginx.dir, { recursive: true, force: true });
 
   // 4. builder: the production layer against tar | gzip -1 of the same tree; a snapshot rebuild after one change
   if (o.skipBuilder) setBaked(o.corpus, false); // leave the corpus as the builder section would
   const builder: BuilderFigures = o.skipBuilder ? { skipped: '--skip-builder' } : await benchBuilder(o);
+  const loadAfter = os.loadavg();
 
   // 3. report
   const when = new Date().toISOString();
-  const result = { when, options: o, corpus, startup, rows, builder, machine: { cpus: os.cpus().length, node: process.version, loadAverageBefore: loadBefore } };
+  const result = { when, options: o, corpus, startup, rows, builder, machine: { cpus: os.cpus().length, node: process.version, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter } };
+  const st = corpus.stats;
+  const loads = (l: number[]) => l.map((x) => fmt(x, 2)).join(' / ');
   const md = [
     `## Benchmark ${when}${o.smoke ? ' (smoke)' : ''}`,
     '',
-    `Corpus: ${corpus.versions} package versions (${o.packages} packages x ${o.versions} versions over ${LAYERS.join(', ')}), ${corpus.files} files, ${fmt(corpus.bytes / 1e6, 0)} MB. Machine: ${os.cpus().length} cores, Node ${process.version}, load average ${fmt(loadBefore, 2)} when the run began (other work on the machine makes every figure slower). Load: wrk -t2 -c${o.connections} -d${o.duration}s on 127.0.0.1 (sharing the cores with the server), after one unmeasured second of the same load.`,
+    `Corpus (bench/corpus.ts, real-shaped): ${fmt(st.versions)} package versions of ${fmt(st.packages)} packages over ${LAYERS.join(', ')} (${fmt(st.zips)} of them signed zips, ${fmt(corpus.overlaps)} name+version pairs in two layers), ${fmt(st.files)} files, ${fmt(st.bytes / 1e6, 0)} MB; per version p50 / p90 / max: ${st.filesPerVersion.p50} / ${st.filesPerVersion.p90} / ${st.filesPerVersion.max} files, ${fmt(st.bytesPerVersion.p50 / 1e3)} KB / ${fmt(st.bytesPerVersion.p90 / 1e6, 1)} MB / ${fmt(st.bytesPerVersion.max / 1e6, 1)} MB, ${st.dataStreamsPerVersion.p50} / ${st.dataStreamsPerVersion.p90} / ${st.dataStreamsPerVersion.max} data streams; ${fmt(100 * st.pngShare)}% of the bytes PNG; distinct content ${fmt((100 * st.distinct.bytes) / st.bytes)}% of the bytes.`,
     '',
-    '| start-up | ready (first /health 200) | RSS after start |',
+    `Machine: ${os.cpus().length} cores, Node ${process.version}, load average (1 / 5 / 15 min) ${loads(loadBefore)} when the run began, ${loads(loadAfter)} at its end (other work on the machine makes every figure slower). Server: as the image runs it (no flags, NODE_ENV=production, validation off, one ECS access-log line per request to a pipe drained by the bench); the "warn" columns are the same server with \`--log-level warn\`. Load: wrk -t2 -c${o.connections} -d${o.duration}s on 127.0.0.1 (sharing the cores with the server), after one unmeasured second of the same load.`,
+    '',
+    '| start-up (as shipped) | ready (first /health 200) | RSS after start |',
     '|---|---|---|',
     ...Object.entries(startup).map(([k, v]) => `| ${k} | ${fmt(v.readyMs)} ms | ${fmt(v.rssMb, 1)} MB |`),
     '',
-    '| route | bytes | registry req/s | nginx req/s | ratio | registry p50 / p99 | nginx p99 | registry RSS under load |',
-    '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.label} | ${fmt(r.bytes)} | ${fmt(r.registry.rps)} | ${fmt(r.nginx.rps)} | ${fmt((100 * r.registry.rps) / r.nginx.rps)}% | ${fmt(r.registry.p50ms, 2)} / ${fmt(r.registry.p99ms, 2)} ms | ${fmt(r.nginx.p99ms, 2)} ms | ${fmt(r.rssMb, 1)} MB |`),
+    '| route | bytes | as shipped req/s | vs nginx | p50 / p99 | `--log-level warn` req/s | vs nginx | p99 | nginx req/s | nginx p99 | RSS under load |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    ...rows.map((r) => `| ${r.label} | ${fmt(r.bytes)} | ${fmt(r.registry.rps)} | ${fmt(ratio(r.registry, r.nginx), 2)} | ${fmt(r.registry.p50ms, 2)} / ${fmt(r.registry.p99ms, 2)} ms | ${fmt(r.warn.rps)} | ${fmt(ratio(r.warn, r.nginx), 2)} | ${fmt(r.warn.p99ms, 2)} ms | ${fmt(r.nginx.rps)} | ${fmt(r.nginx.p99ms, 2)} ms | ${fmt(r.rssMb, 1)} MB |`),
     '',
     ...(builder.skipped ? [`Builder: not measured (${builder.skipped}).`, ''] : [
       '| builder (wall time of `npm run build:distribution`, base image present) | seconds | layers sent / reused | where the time went |',
@@ -390,6 +437,21 @@ async function main(): Promise<void> {
   fs.writeFileSync(`${base}.md`, md);
   fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`\n${md}\nbench: written to ${base}.md and ${base}.json\n`);
+}
+
+interface Row { label: string; bytes: number; registry: WrkResult; warn: WrkResult; nginx: WrkResult; rssMb: number; logLines: number }
+
+function ratio(a: WrkResult, b: WrkResult): number {
+  return a.rps / b.rps;
+}
+
+/** `<name>-<version>` of every zip package in the corpus. */
+function corpusZips(corpus: string): Set<string> {
+  const out = new Set<string>();
+  for (const l of LAYERS) {
+    for (const f of fs.readdirSync(path.join(corpus, l))) if (f.endsWith('.zip')) out.add(f.slice(0, -4));
+  }
+  return out;
 }
 
 main().catch((err: Error) => {

@@ -17,7 +17,7 @@ describe('baked index', function () {
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'epr-baked-'));
-    generateCorpus({ out: dir, packages: 8, versions: 4, layers: LAYERS, seed: 7 });
+    generateCorpus({ out: dir, versions: 32, layers: LAYERS, seed: 7 });
     paths = LAYERS.map((l) => path.join(dir, l));
     for (const p of paths) {
       const { packages, failures } = await loadPackagePath(p, { validate: true });
@@ -68,7 +68,7 @@ describe('baked index', function () {
   it('is not used once a manifest changed after baking', async () => {
     const layer = paths[2];
     const index = fs.readFileSync(path.join(layer, BAKED_INDEX_FILE));
-    const name = fs.readdirSync(layer).find((n) => !n.startsWith('.'))!;
+    const name = fs.readdirSync(layer, { withFileTypes: true }).find((e) => e.isDirectory() && !e.name.startsWith('.'))!.name;
     const version = fs.readdirSync(path.join(layer, name))[0];
     const manifest = path.join(layer, name, version, 'manifest.yml');
     const original = fs.readFileSync(manifest, 'utf8');
