@@ -20,6 +20,10 @@ import { formatSizeDelta } from './stages/diff.js';
 import { DIFF_HELP, DiffUsageError, diffCommand } from './stages/diff-cli.js';
 import type { PublishedFrom } from './stages/published.js';
 import { optionValue } from './args.js';
+import * as ociBundle from './oci/bundle.js';
+import * as ociEngine from './oci/engine.js';
+import * as ociRegistry from './oci/registry.js';
+import * as ociRef from './oci/reference.js';
 
 /**
  * build:distribution and load:distribution. Errors are mapped to exit codes
@@ -34,7 +38,7 @@ const HELP = {
 Commands:
   build <distribution> [options]   build the image of distributions/<distribution>.yml
   build --all [options]            build every distribution in distributions/
-  load <file.tar>                  docker load an image tar, check it, run it once
+  load <bundle.tar> [options]      load a bundle into the engine (check it, run it once) or a registry
   diff <image A> <image B>         packages added, removed, changed between two images
 
 Run "<command> --help" for the options of a command.
@@ -114,13 +118,37 @@ builds it after that one and it prints its size against the full image.
 Exit codes: 0 built, 1 failed (nothing tagged), 2 usage error.
 `,
   diff: DIFF_HELP,
-  load: `Usage: load <file.tar> [--json]
+  load: `Usage: load <bundle.tar> [--json]
+       load <bundle.tar> --to-registry <host[:port][/repository]> [--insecure-registry <host>] [--json]
 
-docker load the tar, check the distribution labels of every image in it, run
-each once with port 8080 published on 127.0.0.1, check that /health and
-/search answer, and remove the container.
+Loads a bundle written by build --save (full, or incremental with --since),
+or any docker save tar, and prints its size against the full images.
 
-Exit codes: 0 ok, 1 failed, 2 usage error.
+Into the Docker engine (default; the classic layer store and the containerd
+image store alike): docker load the tar, check the distribution labels of
+every image in it, run each once with port 8080 published on 127.0.0.1,
+check that /health and /search answer, and remove the container.
+
+With --to-registry: push every image and tag of the bundle straight into a
+registry, with no engine: <host[:port]> keeps each image's repository path,
+<host[:port]/repository> puts every tag into that repository. Credentials
+come from ~/.docker/config.json; blobs the registry holds are not sent again.
+
+An incremental bundle carries every manifest and config but only the layers
+the site did not hold. Before anything is loaded or pushed, the engine (by
+its images' layers) or the registry (HEAD of each blob) is checked for the
+layers it left out; when any is missing, each is named (image, layer digest,
+the earlier bundle or image it came with) and nothing is loaded.
+
+Options:
+  --to-registry <host[/repo]>  push into this registry instead of an engine
+  --insecure-registry <host>   reach this registry over plain HTTP or
+                               unverified HTTPS (localhost and 127.0.0.1 need
+                               no flag); may be repeated
+  --json                       no progress; print one JSON object
+  -h, --help                   show this help
+
+Exit codes: 0 ok, 1 failed (or layers missing), 2 usage error.
 `,
 };
 
@@ -354,21 +382,147 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
   ];
 }
 
+interface LoadArgs { file?: string; toRegistry?: string; insecure: string[]; json: boolean; help: boolean }
+
+function parseLoadArgs(argv: string[]): LoadArgs {
+  const a: LoadArgs = { insecure: [], json: false, help: false };
+  const files: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = (flag: string) => {
+      const o = optionValue(argv, i, flag, UsageError);
+      i = o.last;
+      return o.value;
+    };
+    if (arg === '--help' || arg === '-h') a.help = true;
+    else if (arg === '--json') a.json = true;
+    else if (arg === '--to-registry' || arg.startsWith('--to-registry=')) a.toRegistry = value('--to-registry');
+    else if (arg === '--insecure-registry' || arg.startsWith('--insecure-registry=')) a.insecure.push(value('--insecure-registry'));
+    else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg} (see load --help)`);
+    else files.push(arg);
+  }
+  if (a.help) return a;
+  if (files.length !== 1) throw new UsageError(`load wants exactly one <bundle.tar>${files.length ? `, got ${files.length}: ${files.join(' ')}` : ''} (see load --help)`);
+  a.file = files[0];
+  if (!fs.existsSync(a.file)) throw new UsageError(`${a.file} does not exist`);
+  if (!fs.statSync(a.file).isFile()) throw new UsageError(`${a.file} is not a file`);
+  if (a.insecure.length && !a.toRegistry) throw new UsageError('--insecure-registry goes with --to-registry');
+  if (a.toRegistry !== undefined) parseRegistryTarget(a.toRegistry);
+  return a;
+}
+
+/** --to-registry: `host[:port]` (each image keeps its repository path) or `host[:port]/repository` (every tag goes there). */
+function parseRegistryTarget(to: string): { host: string } | { dest: ociRef.ImageReference } {
+  if (!to.includes('/')) {
+    if (!/^(\[[0-9a-f:]+\]|[A-Za-z0-9.-]+)(:\d+)?$/.test(to)) throw new UsageError(`--to-registry wants host[:port] or host[:port]/repository, got "${to}"`);
+    return { host: to };
+  }
+  let dest: ociRef.ImageReference;
+  try { dest = ociRef.parseReference(to); } catch (err) { throw new UsageError(`--to-registry: ${(err as Error).message}`); }
+  if (dest.tag || dest.digest) throw new UsageError(`--to-registry wants a repository without a tag or digest (each image keeps its own tags), got "${to}"`);
+  return { dest };
+}
+
+/** Where each bundle image goes with --to-registry. */
+function registryTargets(bundle: ociBundle.Bundle, to: string): ociRef.ImageReference[][] {
+  const t0 = parseRegistryTarget(to);
+  const dest = 'dest' in t0 ? t0.dest : undefined;
+  const host = 'host' in t0 ? t0.host : undefined;
+  const claimed = new Map<string, string>();
+  return bundle.images.map(({ image, tags }) => tags.map((t) => {
+    const r = ociRef.parseReference(t);
+    const target: ociRef.ImageReference = dest ? { registry: dest.registry, repository: dest.repository, tag: r.tag ?? 'latest' } : { registry: host!, repository: r.repository, tag: r.tag ?? 'latest' };
+    const name = ociRef.formatReference(target);
+    const other = claimed.get(name);
+    if (other && other !== image.manifestDescriptor.digest) throw new UsageError(`--to-registry ${to}: two images of the bundle would both be ${name}; name a registry host alone to keep their repositories apart`);
+    claimed.set(name, image.manifestDescriptor.digest);
+    return target;
+  }));
+}
+
+const loadMB = ociBundle.formatBytes;
+
+/** The bundle against the full images it stands for. */
+function bundleSizeLine(b: ociBundle.Bundle, holder: string): string {
+  const inside = b.inside.size;
+  const pct = b.full.bytes > 0 ? (100 * b.bytes) / b.full.bytes : 0;
+  const share = b.full.bytes > 0 ? ` (${pct < 1 ? pct.toFixed(2) : pct.toFixed(1)}% of it)` : '';
+  const lo = b.leftOut.reduce((n, l) => n + l.size, 0);
+  return `bundle ${b.file}: ${loadMB(b.bytes)} for ${b.images.length} image(s) of ${loadMB(b.full.bytes)}${share}, `
+    + (b.incremental ? `incremental: ${inside} blobs inside, ${b.leftOut.length} layer(s) left out (${loadMB(lo)}) that ${holder} holds` : `full: all ${inside} blobs inside`);
+}
+
+/** Names what an incremental bundle needs and the target lacks; the exit code 1 goes with it. */
+function reportMissingBlobs(b: ociBundle.Bundle, target: string, missing: ociBundle.MissingBlob[], json: boolean): number {
+  const since = [...new Set(b.since.map((s) => s.source))];
+  process.stderr.write(`error: ${b.file} is an incremental bundle: ${target} lacks ${missing.length} layer(s) it left out; nothing was loaded`
+    + `${since.length ? ` (load what it was made since first: ${since.join(', ')})` : ''}\n`);
+  for (const l of ociBundle.describeMissing(missing)) process.stderr.write(`  - ${l}\n`);
+  if (json) out(JSON.stringify({ file: b.file, ok: false, target, missing }));
+  return 1;
+}
+
 async function load(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) { process.stdout.write(HELP.load); return 0; }
-  const json = argv.includes('--json');
-  const files = argv.filter((a) => a !== '--json');
-  for (const f of files) if (f.startsWith('-')) throw new UsageError(`unknown option ${f} (see load --help)`);
-  if (files.length !== 1) throw new UsageError('load wants exactly one <file.tar> (see load --help)');
+  const args = parseLoadArgs(argv);
+  if (args.help) { process.stdout.write(HELP.load); return 0; }
+  const file = args.file!;
+  const json = args.json;
+  let bundle: ociBundle.Bundle | undefined;
+  try {
+    bundle = ociBundle.readBundle(file);
+  } catch (err) {
+    // a `docker save` of an engine before Docker 25 is no OCI layout, but docker load reads it
+    if (!(err instanceof ociBundle.NotABundleError && err.dockerArchive && !args.toRegistry)) throw err;
+  }
+
+  if (args.toRegistry) {
+    const b = bundle!;
+    const targets = registryTargets(b, args.toRegistry);
+    if (targets.every((t) => t.length === 0)) throw new UsageError(`${file} names no tag to push`);
+    const opts = { insecureRegistries: args.insecure, onProgress: json ? undefined : (l: string) => out(`  ${l}`) };
+    const missing = await ociBundle.missingFromRegistry(b, targets, opts);
+    if (missing.length) return reportMissingBlobs(b, args.toRegistry, missing, json);
+    const repos = [...new Set(targets.flat().map((r) => r.repository))];
+    const pushed: Array<{ image: string; references: string[]; blobsSent: number; bytesSent: number; blobsMounted: number; blobsPresent: number }> = [];
+    for (const [i, { image }] of b.images.entries()) {
+      if (!targets[i].length) continue;
+      const r = await ociRegistry.pushImage(image, b, targets[i], { ...opts, mountFrom: repos });
+      pushed.push({ image: r.manifestDigest, references: r.references, blobsSent: r.blobsSent, bytesSent: r.bytesSent, blobsMounted: r.blobsMounted, blobsPresent: r.blobsPresent });
+    }
+    if (json) {
+      out(JSON.stringify({ file, ok: true, bundle: bundleSummary(b), registry: args.toRegistry, pushed }));
+      return 0;
+    }
+    out(bundleSizeLine(b, 'the registry'));
+    for (const p of pushed) out(`pushed ${p.image.slice(0, 19)} to ${p.references.join(', ')}: ${p.blobsSent} blobs uploaded (${loadMB(p.bytesSent)}), ${p.blobsMounted} mounted, ${p.blobsPresent} already there`);
+    return 0;
+  }
+
   const docker = engine();
   await ensureEngine(docker);
-  const refs = await loadImages(docker, files[0]);
-  if (refs.length === 0) throw new EngineOperationError(`docker load: ${files[0]} held no tagged image`);
+  const kind = await ociEngine.engineStoreKind(docker);
+  const storeName = kind === 'containerd' ? 'the containerd image store' : 'the classic layer store';
+  if (bundle?.incremental) {
+    const missing = await ociBundle.missingFromEngine(docker, bundle, kind);
+    if (missing.length) return reportMissingBlobs(bundle, `the engine (${storeName})`, missing, json);
+  }
+  const loaded = await loadImages(docker, file);
+  const refs = bundle ? bundle.images.flatMap((i) => i.tags) : loaded;
+  if (refs.length === 0) throw new EngineOperationError(`docker load: ${file} held no tagged image`);
   const byId = new Map<string, string[]>();
   for (const ref of refs) {
     const info = await inspectImage(docker, ref);
     if (!info) throw new EngineOperationError(`docker load: ${ref} is not there after loading`);
     byId.set(info.Id, [...(byId.get(info.Id) ?? []), ref]);
+  }
+  if (bundle) {
+    // the engine names an image by its config (classic) or its manifest (containerd): either way the bundle's
+    for (const { image, tags } of bundle.images) {
+      const id = [...byId].find(([, names]) => names.includes(tags[0]))?.[0];
+      if (tags.length && id !== image.configDescriptor.digest && id !== image.manifestDescriptor.digest) {
+        throw new EngineOperationError(`docker load: ${tags[0]} is ${id?.slice(0, 19)} in the engine, not the bundle's ${image.manifestDescriptor.digest.slice(0, 19)}`);
+      }
+    }
   }
   const results: Array<{ image: string; refs: string[]; distribution: string; packages: number; searched: number }> = [];
   for (const [id, names] of byId) {
@@ -395,9 +549,20 @@ async function load(argv: string[]): Promise<number> {
       await removeContainer(docker, c.id);
     }
   }
-  if (json) out(JSON.stringify({ file: files[0], images: results }));
-  else for (const r of results) out(`loaded ${r.distribution}: ${r.image.slice(0, 19)} (${r.refs.join(', ')}): /health ok, /search lists ${r.searched} packages`);
+  if (json) {
+    out(JSON.stringify({ file, ok: true, ...(bundle ? { bundle: bundleSummary(bundle) } : {}), engine: { store: kind }, images: results }));
+    return 0;
+  }
+  if (bundle) out(bundleSizeLine(bundle, 'the engine'));
+  for (const r of results) out(`loaded ${r.distribution} into ${storeName}: ${r.image.slice(0, 19)} (${r.refs.join(', ')}): /health ok, /search lists ${r.searched} packages`);
   return 0;
+}
+
+function bundleSummary(b: ociBundle.Bundle): object {
+  return {
+    bytes: b.bytes, incremental: b.incremental, images: b.images.length, blobsInside: b.inside.size,
+    blobsLeftOut: b.leftOut.length, bytesLeftOut: b.leftOut.reduce((n, l) => n + l.size, 0), fullBytes: b.full.bytes,
+  };
 }
 
 /** One clear line for what went wrong; details (if any) below it. */

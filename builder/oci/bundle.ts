@@ -111,7 +111,13 @@ const BLOCK = 512;
 const padded = (n: number) => Math.ceil(n / BLOCK) * BLOCK;
 const entryBytes = (name: string, size: number) => fileHeader(name, size).length + padded(size);
 const blobPath = (digest: string) => `blobs/sha256/${digestHex(digest)}`;
-const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+/** 12.3 kB, 45.6 MB, 7.8 GB */
+export function formatBytes(n: number): string {
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
+}
+const mb = formatBytes;
 
 /** A tag as Docker prints it (`x:1` for docker.io/library/x:1); refuses what is no image reference. */
 function normalTag(tag: string): string {
