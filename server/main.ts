@@ -1,13 +1,19 @@
 #!/usr/bin/env node
 import { parseDuration, parseFlags, usage, UsageError, envName } from './flags.js';
 import { ConfigError, loadConfig } from './config.js';
-import { createLogger, isLogLevel } from './logger.js';
+import { createLogger, isLogLevel, type Logger } from './logger.js';
 import { describeFailures, listen, loadRegistry, parseAddress, type ListenOptions } from './registry.js';
 import { RegistryMetrics } from './metrics.js';
 import { listenProfiling } from './profiling.js';
 import fs from 'node:fs';
 import { SERVICE_VERSION } from './context.js';
 import { Upstream } from './proxy.js';
+
+/** The logger once made: everything written to stderr from then on goes through it, in order. */
+let openLogger: Logger | undefined;
+
+/** How long the process waits at exit for a reader of its log that does not read. */
+const LOG_FLUSH_MS = 30_000;
 
 /** Flags + EPR_* environment + config.yml -> index -> listen; SIGTERM drains and exits 0. */
 async function main(argv: string[]): Promise<number> {
@@ -26,12 +32,13 @@ async function main(argv: string[]): Promise<number> {
   if (!isLogLevel(level)) { process.stderr.write(`error: --log-level must be debug, info, warn or error, got "${level}"\n`); return 2; }
   if (type !== 'ecs' && type !== 'dev') { process.stderr.write(`error: --log-type must be ecs or dev, got "${type}"\n`); return 2; }
   const logger = createLogger(level, type);
+  openLogger = logger;
 
   let config;
   try {
     config = loadConfig(String(v.config), flags.explicit.has('config'));
   } catch (err) {
-    if (err instanceof ConfigError) { process.stderr.write(`error: invalid configuration ${err.message}\n`); return 2; }
+    if (err instanceof ConfigError) { logger.print(`error: invalid configuration ${err.message}\n`); return 2; }
     throw err;
   }
   const validate = !v['disable-package-validation'];
@@ -51,12 +58,12 @@ async function main(argv: string[]): Promise<number> {
   try {
     tls = tlsSettings(String(v['tls-cert']), String(v['tls-key']), String(v['tls-min-version']));
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n`);
+    logger.print(`error: ${(err as Error).message}\n`);
     return 2;
   }
   const proxyTimeoutMs = parseDuration(String(v['proxy-timeout']));
   if (proxyTimeoutMs === undefined) {
-    process.stderr.write(`error: --proxy-timeout must be a duration like 10s, 2s or 500ms, got "${v['proxy-timeout']}"\n`);
+    logger.print(`error: --proxy-timeout must be a duration like 10s, 2s or 500ms, got "${v['proxy-timeout']}"\n`);
     return 2;
   }
   let upstream: Upstream | undefined;
@@ -64,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
     try {
       upstream = new Upstream({ baseUrl: String(v['proxy-to']), allowInsecure: Boolean(v['proxy-allow-insecure']), timeoutMs: proxyTimeoutMs, logger });
     } catch (err) {
-      process.stderr.write(`error: ${(err as Error).message}\n`);
+      logger.print(`error: ${(err as Error).message}\n`);
       return 2;
     }
   }
@@ -86,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
   const problems = describeFailures(loaded.failures);
   if (v['dry-run']) {
     if (problems.length > 0) {
-      process.stderr.write(`dry run: ${loaded.failures.length} package(s) with problems:\n${problems.map((p) => `  - ${p}\n`).join('')}`);
+      logger.print(`dry run: ${loaded.failures.length} package(s) with problems:\n${problems.map((p) => `  - ${p}\n`).join('')}`);
       return 1;
     }
     process.stdout.write(`dry run: ${loaded.index.size} package versions of ${loaded.index.names().length} packages are valid (${config.packagePaths.length} package paths)\n`);
@@ -94,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (problems.length > 0) {
     if (validate) {
-      process.stderr.write(`error: ${loaded.failures.length} package(s) failed to load; not starting:\n${problems.map((p) => `  - ${p}\n`).join('')}`
+      logger.print(`error: ${loaded.failures.length} package(s) failed to load; not starting:\n${problems.map((p) => `  - ${p}\n`).join('')}`
         + `(fix them, or start with --disable-package-validation / ${envName('disable-package-validation')}=true to skip what cannot be read)\n`);
       return 1;
     }
@@ -107,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     running = await listen(loaded.ctx, String(v.address), logger, { tls, metrics });
   } catch (err) {
-    process.stderr.write(`error: cannot listen on ${v.address}: ${(err as Error).message}\n`);
+    logger.print(`error: cannot listen on ${v.address}: ${(err as Error).message}\n`);
     return 1;
   }
   let profServer: Awaited<ReturnType<typeof listenProfiling>> | undefined;
@@ -116,7 +123,7 @@ async function main(argv: string[]): Promise<number> {
       profServer = await listenProfiling(parseAddress(String(v.httpprof)));
       logger.info(`profiling on ${profServer.url}/debug/pprof/profile and /debug/pprof/heap`);
     } catch (err) {
-      process.stderr.write(`error: cannot serve profiling on ${v.httpprof}: ${(err as Error).message}\n`);
+      logger.print(`error: cannot serve profiling on ${v.httpprof}: ${(err as Error).message}\n`);
       await running.close(0);
       return 1;
     }
@@ -126,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
       metricsServer = await metrics.listen(parseAddress(String(v['metrics-address'])));
       logger.info(`metrics on ${metricsServer.url}/metrics`, { 'metrics.address': metricsServer.url });
     } catch (err) {
-      process.stderr.write(`error: cannot serve metrics on ${v['metrics-address']}: ${(err as Error).message}\n`);
+      logger.print(`error: cannot serve metrics on ${v['metrics-address']}: ${(err as Error).message}\n`);
       await running.close(0);
       return 1;
     }
@@ -166,7 +173,18 @@ function tlsSettings(cert: string, key: string, minVersion: string): ListenOptio
   return { cert: read(cert, '--tls-cert'), key: read(key, '--tls-key'), minVersion: min };
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: Error) => {
-  process.stderr.write(`error: ${err.message}\n`);
-  process.exitCode = 1;
+main(process.argv.slice(2)).then(exit, (err: Error) => {
+  if (openLogger) openLogger.print(`error: ${err.message}\n`);
+  else process.stderr.write(`error: ${err.message}\n`);
+  return exit(1);
 });
+
+/**
+ * Every log line is written before the process ends; only a reader that has
+ * not taken them within LOG_FLUSH_MS makes it give up on the rest (a write
+ * stuck on that pipe would otherwise keep the process alive for ever).
+ */
+async function exit(code: number): Promise<void> {
+  process.exitCode = code;
+  if (openLogger && !(await openLogger.flush(LOG_FLUSH_MS))) process.exit(code);
+}
