@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { byteCompare } from '../server/packages/source.js';
 import { keepRecent, markUsed, writeCacheFile } from './cache-files.js';
+import { RECIPE_RULE } from './zip-recipe.js';
 
 /**
  * Delta layers. A distribution's top package layer changes often (a snapshot
@@ -30,7 +31,8 @@ export const OPAQUE_MARK = '.wh..wh..opq';
 /** A delta grown past this part of the full layer is not worth its wasted bytes: the full layer is sent. */
 export const MAX_DELTA_SHARE = 0.25;
 
-const STATE_FORMAT = 'epr-layer-state/1';
+/** (2: zips as recipes, whose entries a delta takes from its base) */
+const STATE_FORMAT = `epr-layer-state/2 ${RECIPE_RULE}`;
 
 /** What a full layer holds: each package's path in the layer and a digest of its kind and bytes. */
 export interface LayerState {

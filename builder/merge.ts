@@ -10,6 +10,7 @@ import { LayerCache, loadLayerPackages, modelDigest, unchangedSinceCache, type L
 import { layerState, OPAQUE_MARK, whiteoutName, type DeltaPlan, type LayerState } from './delta.js';
 import { FIXED_MTIME, linkRepeats, tarSize, withParents, type TarEntry } from './tar.js';
 import type { MaterialisedLayer } from './sources.js';
+import { bakedAsStored, layerRecipes, RECIPE_RULE } from './zip-recipe.js';
 
 /**
  * Layers -> what each layer contributes to the image, and what is hidden.
@@ -88,8 +89,8 @@ export interface LayerContribution {
   deltaEntries(plan: DeltaPlan): TarEntry[];
 }
 
-/** Bumped whenever the layer tar layout changes, so that old layers are not reused. (4: repeated contents as hard links) */
-const LAYER_FORMAT = 'epr-layer/4';
+/** Bumped whenever the layer tar layout changes, so that old layers are not reused. (4: repeated contents as hard links; 5: zips as recipes) */
+const LAYER_FORMAT = `epr-layer/5 ${RECIPE_RULE}`;
 
 export interface MergeResult {
   contributions: LayerContribution[];
@@ -247,12 +248,18 @@ function layerTar(l: MaterialisedLayer, keep: LoadedPackage[], delta?: DeltaPlan
   }
   for (const dir of delta?.opaque ?? []) files.set(`${top}/${dir}/${OPAQUE_MARK}`, 'mark');
   for (const gone of delta?.remove ?? []) files.set(whiteoutName(top, gone), 'mark');
-  const index = Buffer.from(bakedIndexText(keep.map((lp) => bakedEntry(l.dir, lp.pkg, FIXED_MTIME))));
+  const index = Buffer.from(bakedIndexText(keep.map((lp) => bakedAsStored(lp.pkg, bakedEntry(l.dir, lp.pkg, FIXED_MTIME)))));
   const indexName = `${top}/${BAKED_INDEX_FILE}`;
-  const plain = withParents([top, ...files.keys(), indexName]).map((name): TarEntry => {
+  // zips go as recipes, their entries once in the layer's entry store (builder/zip-recipe.ts)
+  const zips = layerRecipes(l.dir, top, keep, sent && ((p) => sent.has(rel(p.source.location))));
+  const plain = withParents([top, ...files.keys(), ...zips.store.keys(), indexName]).map((name): TarEntry => {
     if (name === indexName) return { name, type: 'file', size: index.length, data: index };
+    const stored = zips.store.get(name);
+    if (stored) return stored;
     const f = files.get(name);
     if (f === 'mark') return { name, type: 'file', size: 0, data: Buffer.alloc(0) };
+    const recipe = zips.recipes.get(name);
+    if (recipe) return { name, type: 'file', size: recipe.length, data: recipe };
     return f ? { name, type: 'file', size: f.size, from: f.from } : { name, type: 'directory' };
   });
   const digestOf = (e: { name: string }) => {

@@ -99,7 +99,7 @@ function folderDigests(source: DirectorySource): string[] {
 /** Loads and validates one package, hashes it, and describes it as a cache entry; or says what is wrong. */
 export async function loadTask(i: LoadInput): Promise<LoadResult> {
   try {
-    const source = i.kind === 'directory' ? new DirectorySource(i.abs, fromWire(i.files ?? [])) : await ZipSource.open(i.abs);
+    const source = i.kind === 'directory' ? new DirectorySource(i.abs, fromWire(i.files ?? [])) : await ZipSource.open(i.abs, i.root);
     const pkg = await loadPackage(source, { validate: true });
     if (i.kind === 'zip') {
       const link = await zipLinkProblem(i.abs);

@@ -25,7 +25,8 @@ const MAX_SIZE = 0o77777777777;
 
 export type TarEntry =
   | { name: string; type: 'directory' }
-  | { name: string; type: 'file'; size: number; from: string }
+  /** `offset`: the bytes are `size` bytes of `from` from there (a zip's entry kept in its layer's entry store) */
+  | { name: string; type: 'file'; size: number; from: string; offset?: number }
   | { name: string; type: 'file'; size: number; data: Buffer }
   /** another name for the file entry `target`, written earlier in the same tar */
   | { name: string; type: 'link'; target: string };
@@ -211,15 +212,16 @@ export async function writeTar(entries: TarEntry[], write: (chunk: Buffer) => Pr
       const fd = fs.openSync(e.from, 'r');
       try {
         let done = 0;
+        const at = e.offset ?? 0;
         while (done < e.size) {
           const chunk = Buffer.allocUnsafe(Math.min(CHUNK, e.size - done));
-          const n = fs.readSync(fd, chunk, 0, chunk.length, done);
+          const n = fs.readSync(fd, chunk, 0, chunk.length, at + done);
           if (n === 0) break;
           await out(n === chunk.length ? chunk : chunk.subarray(0, n));
           done += n;
         }
         const now = fs.fstatSync(fd).size;
-        if (done !== e.size || now !== e.size) throw new TarError(`${e.from} changed while it was being packed (${e.size} bytes listed, now ${now})`);
+        if (done !== e.size || (e.offset === undefined ? now !== e.size : now < at + e.size)) throw new TarError(`${e.from} changed while it was being packed (${e.size} bytes listed, now ${now})`);
       } finally {
         fs.closeSync(fd);
       }

@@ -38,7 +38,12 @@ interface BakedIndex {
 /** `time`: the modification time the file will have where the index is read (an image layer's fixed time). */
 function stampOf(file: string, time?: Date): string {
   const st = fs.statSync(file);
-  return `${st.size}:${Math.floor(time ? time.getTime() : st.mtimeMs)}`;
+  return stampText(st.size, time ?? new Date(st.mtimeMs));
+}
+
+/** A stamp from a size and time: for a file the builder writes in another form (a zip kept as its recipe). */
+export function stampText(size: number, time: Date): string {
+  return `${size}:${Math.floor(time.getTime())}`;
 }
 
 function stampFor(root: string, location: string, kind: 'directory' | 'zip', time?: Date): string {
@@ -83,7 +88,7 @@ export async function packageFromBaked(root: string, b: BakedPackage): Promise<P
   const version = semver.parse(b.facts.version);
   if (!version) throw new Error(`invalid version ${b.facts.version}`);
   const source = b.kind === 'zip'
-    ? await ZipSource.open(abs)
+    ? await ZipSource.open(abs, root)
     : new DirectorySource(abs, (b.files ?? []).map((f): PackageFile => ({ path: f.path, size: f.size })));
   return new Package(source, b.facts, version, b.summary, b.info, b.signature ? `${abs}.sig` : undefined);
 }

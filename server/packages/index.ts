@@ -97,7 +97,7 @@ export async function loadPackagePath(root: string, opts: LoadOptions): Promise<
   }
   const found = scanPackagePath(root, await listScanFolders(root));
   const opens: Array<() => Promise<PackageSource>> = [
-    ...found.zips.map((z) => () => ZipSource.open(z)),
+    ...found.zips.map((z) => () => ZipSource.open(z, root)),
     ...found.directories.map((d) => () => DirectorySource.open(d)),
   ];
   const locations = [...found.zips, ...found.directories];

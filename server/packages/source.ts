@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import yauzl from 'yauzl';
+import { openZipArchive, type ZipArchive } from './zip-recipe.js';
 
 /** One file of a package, by its path relative to the package root (always `/`-separated). */
 export interface PackageFile {
@@ -182,10 +183,14 @@ export class ZipSource implements PackageSource {
     private readonly list: ZipEntryRef[],
     private readonly byPath: Map<string, ZipEntryRef>,
     readonly hasDirectoryEntries: boolean,
+    /** the zip's bytes: the file, or rebuilt from its recipe (zip-recipe.ts) */
+    readonly archive: ZipArchive,
   ) {}
 
-  static async open(location: string): Promise<ZipSource> {
-    const names = await listZipEntries(location);
+  /** `layerRoot`: the package path the zip was found in, whose entry store a zip recipe is read from. */
+  static async open(location: string, layerRoot?: string): Promise<ZipSource> {
+    const archive = await openZipArchive(location, layerRoot).catch((err: Error) => { throw new SourceError(err.message, location); });
+    const names = await listZipEntries(archive);
     const files: ZipEntryRef[] = [];
     const tops = new Set<string>();
     let dirEntries = false;
@@ -202,7 +207,7 @@ export class ZipSource implements PackageSource {
       throw new SourceError(`${path.basename(location)} must hold exactly one top folder <name>-<version>/, found ${tops.size === 0 ? 'none' : [...tops].sort(byteCompare).join(', ')}`, location);
     }
     const top = [...tops][0];
-    return new ZipSource(location, top, files, new Map(files.map((f) => [f.path, f])), dirEntries);
+    return new ZipSource(location, top, files, new Map(files.map((f) => [f.path, f])), dirEntries, archive);
   }
 
   files(): PackageFile[] { return this.list; }
@@ -218,7 +223,7 @@ export class ZipSource implements PackageSource {
   openStream(relPath: string): Promise<Readable> {
     const ref = this.byPath.get(relPath);
     if (!ref) return Promise.reject(new SourceError(`no file ${relPath} in package`, relPath));
-    return openZipEntry(this.location, ref.entryName);
+    return openZipEntry(this.archive, ref.entryName);
   }
 }
 
@@ -231,18 +236,17 @@ export function unsafeEntryName(name: string): string | undefined {
   return undefined;
 }
 
-function openZip(location: string): Promise<yauzl.ZipFile> {
-  return new Promise((resolve, reject) => {
-    // validateEntrySizes guards against archives that lie about their sizes.
-    yauzl.open(location, { lazyEntries: true, autoClose: false, validateEntrySizes: true, decodeStrings: true, strictFileNames: false }, (err, zip) => {
-      if (err || !zip) reject(new SourceError(`cannot read zip ${path.basename(location)}: ${err?.message ?? 'unknown error'}`, location));
-      else resolve(zip);
-    });
+function openZip(archive: ZipArchive): Promise<yauzl.ZipFile> {
+  const location = archive.file;
+  // validateEntrySizes guards against archives that lie about their sizes.
+  return archive.openYauzl({ lazyEntries: true, autoClose: false, validateEntrySizes: true, decodeStrings: true, strictFileNames: false }).catch((err: Error) => {
+    throw new SourceError(`cannot read zip ${path.basename(location)}: ${err?.message ?? 'unknown error'}`, location);
   });
 }
 
-async function listZipEntries(location: string): Promise<Array<{ name: string; size: number }>> {
-  const zip = await openZip(location);
+async function listZipEntries(archive: ZipArchive): Promise<Array<{ name: string; size: number }>> {
+  const location = archive.file;
+  const zip = await openZip(archive);
   return new Promise((resolve, reject) => {
     const out: Array<{ name: string; size: number }> = [];
     zip.on('entry', (e: yauzl.Entry) => { out.push({ name: e.fileName, size: e.uncompressedSize }); zip.readEntry(); });
@@ -252,8 +256,9 @@ async function listZipEntries(location: string): Promise<Array<{ name: string; s
   });
 }
 
-async function openZipEntry(location: string, entryName: string): Promise<Readable> {
-  const zip = await openZip(location);
+async function openZipEntry(archive: ZipArchive, entryName: string): Promise<Readable> {
+  const location = archive.file;
+  const zip = await openZip(archive);
   return new Promise((resolve, reject) => {
     let found = false;
     const fail = (err: Error) => { zip.close(); reject(err); };

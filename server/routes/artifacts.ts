@@ -7,6 +7,7 @@ import { allowCors, cacheHeader } from '../http/respond.js';
 import { NAME_RE, versionFromUrl } from '../http/paths.js';
 import { fileEtag, serveFile } from '../http/serve-file.js';
 import { zipPackage } from '../packages/archive.js';
+import { ZipSource } from '../packages/source.js';
 import { openFile, sendFileBody } from '../http/send-file.js';
 import { headersOf } from '../http/response-cache.js';
 
@@ -41,12 +42,13 @@ export function artifactRoute(ctx: RegistryContext) {
       if (ctx.upstream && await ctx.upstream.forward(req, res)) return;
       throw HttpError.of('artifactNotFound');
     }
-    if (pkg.source.kind === 'zip') {
-      const location = pkg.source.location;
-      const st = await fs.promises.stat(location);
+    if (pkg.source instanceof ZipSource) {
+      // the file as stored, or the same bytes rebuilt from its recipe (packages/zip-recipe.ts)
+      const zip = pkg.source.archive;
+      const st = await zip.stat();
       await serveFile(req, res, {
         size: st.size, mtime: st.mtime, etag: fileEtag(st.size, st.mtime), contentType: 'application/zip',
-        open: async (start, end) => fs.createReadStream(location, { start, end }),
+        open: async (start, end) => zip.createReadStream(start, end),
       }, ctx.cacheTime.catchAll);
       return;
     }
