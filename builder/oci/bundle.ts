@@ -7,7 +7,7 @@ import type Docker from 'dockerode';
 import { inspectImage } from '../image.js';
 import { fileHeader } from '../tar.js';
 import { ArchiveWriter, containerdHeldBlobs, containerdName, heldChains, layoutFiles, type EngineStoreKind } from './engine.js';
-import { digestHex, imageFromManifest, isDigest, MEDIA_TYPES, REF_NAME_ANNOTATION, type BlobSource, type Descriptor, type OciImage } from './model.js';
+import { digestHex, imageFromManifest, isDigest, MEDIA_TYPES, REF_NAME_ANNOTATION, sha256Digest, type BlobSource, type Descriptor, type OciImage } from './model.js';
 import { formatReference, parseReference, ReferenceError, type ImageReference } from './reference.js';
 import { blobExists, choosePlatform, getManifest, type RegistryOptions } from './registry.js';
 import type { OciStore } from './store.js';
@@ -155,12 +155,16 @@ export async function writeBundle(
   const entries = [...byManifest.values()];
 
   // every blob once: configs and manifests always, layers unless the site holds them
-  const blobs = new Map<string, Descriptor & { kind: 'config' | 'manifest' | 'layer' }>();
+  const blobs = new Map<string, Descriptor & { kind: 'config' | 'manifest' | 'layer'; bytes?: Buffer }>();
   const leftOut = new Map<string, LeftOutBlob>();
   const sinceOf = (digest: string) => (opts.since ?? []).filter((s) => s.digests.has(digest)).map((s) => s.source);
   for (const { image, tags } of entries) {
-    blobs.set(image.configDescriptor.digest, { ...image.configDescriptor, kind: 'config' });
-    blobs.set(image.manifestDescriptor.digest, { ...image.manifestDescriptor, kind: 'manifest' });
+    for (const [bytes, d] of [[image.config, image.configDescriptor], [image.manifest, image.manifestDescriptor]] as const) {
+      if (sha256Digest(bytes) !== d.digest) throw new BundleError(`${tags[0] ?? image.manifestDescriptor.digest}: its ${d === image.configDescriptor ? 'config' : 'manifest'} bytes are ${sha256Digest(bytes)}, not ${d.digest}`);
+    }
+    // the image holds its config and manifest bytes: written from there, not read back
+    blobs.set(image.configDescriptor.digest, { ...image.configDescriptor, size: image.config.length, kind: 'config', bytes: image.config });
+    blobs.set(image.manifestDescriptor.digest, { ...image.manifestDescriptor, size: image.manifest.length, kind: 'manifest', bytes: image.manifest });
     for (const l of image.layers) {
       if (exclude.has(l.digest)) {
         const lo = leftOut.get(l.digest) ?? { digest: l.digest, size: l.size, mediaType: l.mediaType, diffId: l.diffId, images: [], from: sinceOf(l.digest) };
@@ -224,7 +228,8 @@ export async function writeBundle(
       // configs and manifests before the layers
       const order = [...blobs.values()].sort((a, b) => Number(a.kind === 'layer') - Number(b.kind === 'layer'));
       for (const b of order) {
-        await w.blob(source, b);
+        if (b.bytes) await w.bytes(blobPath(b.digest), b.bytes);
+        else await w.blob(source, b);
         report.blobsWritten++;
         report.bytesWritten += b.size;
         if (opts.onProgress && (Date.now() - lastProgress > 2_000 || report.blobsWritten === order.length)) {

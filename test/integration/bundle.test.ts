@@ -63,6 +63,8 @@ function appImage(store: OciStore, base: OciImage, layers: LayerDescriptor[], ve
   return store.putImage(Buffer.from(JSON.stringify(config)), [...base.layers, ...layers]);
 }
 
+const digestHexOf = (d: string) => d.slice('sha256:'.length);
+
 function run(cmd: string, args: string[], env: Record<string, string> = {}, timeoutMs = 300_000) {
   return spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, ...env } });
 }
@@ -119,7 +121,7 @@ describe('bundles on every reader (engines, containerd, skopeo, podman, registry
   after(async () => {
     for (const d of [classic, cd]) for (const t of ['v1', 'v2', 'latest']) await untag(d, `${REPO}:${t}`).catch(() => undefined);
     if (ctrAddress) for (const t of ['v1', 'v2', 'latest']) run('ctr', ['-a', ctrAddress, '-n', 'k8s.io', 'images', 'rm', `docker.io/library/${REPO}:${t}`]);
-    if (run('podman', ['--version']).status === 0) for (const t of ['v1', 'v2', 'latest']) run('podman', ['rmi', '-f', `${REPO}:${t}`]);
+    if (run('podman', ['--version']).status === 0) for (const t of ['v1', 'v2', 'latest']) for (const p of ['localhost', 'docker.io/library']) run('podman', ['rmi', '-f', `${p}/${REPO}:${t}`]);
     if (registryPid) try { process.kill(registryPid); } catch { /* gone */ }
     cleanupTmp();
   });
@@ -144,6 +146,13 @@ describe('bundles on every reader (engines, containerd, skopeo, podman, registry
       expect(j.images[0].refs).to.deep.equal([`${REPO}:v1`]);
       expect((await inspectImage(classic, `${REPO}:v1`))!.Id).to.equal(v1.configDescriptor.digest);
       expect(catIn(`${REPO}:v1`, '/srv/version')).to.equal('1');
+    });
+
+    it('--since an image in the engine: the layers of the new image the engine holds by content', async () => {
+      const s = await sinceSet(`${REPO}:v1`, { docker: classic, store, images: [v2] });
+      expect(s.from).to.equal('engine');
+      expect([...s.digests]).to.have.members([...baseImage.layers, app].map((l) => l.digest));
+      expect(s.images[0].manifest).to.equal(v1.configDescriptor.digest);
     });
 
     it('load: the incremental bundle loads on top of the earlier image and says its size against the full one', async () => {
@@ -181,6 +190,15 @@ describe('bundles on every reader (engines, containerd, skopeo, podman, registry
       // the containerd store names an image by its manifest digest
       expect((await inspectImage(cd, `${REPO}:v1`))!.Id).to.equal(v1.manifestDescriptor.digest);
       expect(catIn(`${REPO}:v1`, '/srv/version', cdEnv)).to.equal('1');
+    });
+
+    it('a docker save of this engine (an OCI layout) reads back as a bundle of the same image', async () => {
+      const saved = path.join(dir, 'cd-saved.tar');
+      const r = run('docker', ['save', '-o', saved, `${REPO}:v1`], cdEnv);
+      expect(r.status, r.stderr).to.equal(0);
+      const b = readBundle(saved);
+      expect(b.images.map((i) => [i.image.manifestDescriptor.digest, i.tags])).to.deep.equal([[v1.manifestDescriptor.digest, [`${REPO}:v1`]]]);
+      expect(b.incremental).to.equal(false);
     });
 
     it('load: the incremental bundle loads on top of the earlier image', async () => {
@@ -226,10 +244,18 @@ describe('bundles on every reader (engines, containerd, skopeo, podman, registry
     expect(cat.status, cat.stderr).to.equal(0);
     expect(cat.stdout.trim()).to.equal('the one changed layer');
 
-    // in a namespace that never had v1, the left-out blobs are not there: the import fails
-    const empty = run('ctr', ['-a', ctrAddress, '-n', `epr-bundle-empty-${process.pid}`, 'images', 'import', update]);
+    // in a namespace that never had v1, the left-out blobs are not there: the import fails (leaving the
+    // image's name behind, pointing at nothing: `load` checks first for that reason)
+    const ns = `epr-bundle-empty-${process.pid}`;
+    const inNs = (...args: string[]) => run('ctr', ['-a', ctrAddress, '-n', ns, ...args]);
+    const empty = inNs('images', 'import', update);
     expect(empty.status).to.not.equal(0);
-    run('ctr', ['-a', ctrAddress, 'namespaces', 'rm', `epr-bundle-empty-${process.pid}`]);
+    expect(empty.stderr).to.match(/not found/);
+    const names = inNs('images', 'ls', '-q').stdout.trim().split('\n').filter(Boolean);
+    if (names.length) inNs('images', 'rm', ...names);
+    const blobs = inNs('content', 'ls', '-q').stdout.trim().split('\n').filter(Boolean);
+    if (blobs.length) inNs('content', 'rm', ...blobs);
+    run('ctr', ['-a', ctrAddress, 'namespaces', 'rm', ns]);
   });
 
   it('podman loads the full bundle (when podman runs here)', function () {
@@ -240,9 +266,13 @@ describe('bundles on every reader (engines, containerd, skopeo, podman, registry
     }
     const r = run('podman', ['load', '-i', both]);
     expect(r.status, r.stderr).to.equal(0);
-    const images = run('podman', ['images', '--format', '{{.Repository}}:{{.Tag}} {{.Digest}}']);
-    expect(images.stdout).to.match(new RegExp(`${REPO}:v2`));
-    const cat = run('podman', ['run', '--rm', '--network', 'none', `${REPO}:v1`, 'cat', '/srv/version']);
+    const images = run('podman', ['images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}']);
+    // podman reads a bundle of several images as a docker archive, whose short names it puts under localhost/
+    for (const [t, img] of [['v1', v1], ['v2', v2], ['latest', v2]] as const) {
+      expect(images.stdout).to.match(new RegExp(`^(localhost|docker\\.io/library)/${REPO}:${t} ${digestHexOf(img.configDescriptor.digest).slice(0, 12)}$`, 'm'));
+    }
+    // --pull=never: a name it lacks must not send podman to a registry
+    const cat = run('podman', ['run', '--rm', '--pull=never', '--network', 'none', `${REPO}:v1`, 'cat', '/srv/version']);
     if (cat.status === 0) expect(cat.stdout.trim()).to.equal('1');
     else process.stdout.write(`      podman loaded the bundle but cannot run containers here (${cat.stderr.trim().split('\n').pop()})\n`);
   });
@@ -265,6 +295,9 @@ describe('bundles on every reader (engines, containerd, skopeo, podman, registry
       expect(r.code, r.stderr).to.equal(0);
       expect(r.stdout).to.match(/incremental: 3 blobs inside, \d+ layer\(s\) left out .* that the registry holds/);
       expect(r.stdout).to.match(/pushed sha256:\w+ to .*epr-bundle-test:v2: 2 blobs uploaded .*, 0 mounted, \d+ already there/);
+      const since = await sinceSet(`${dest}:v1`);
+      expect(since.from).to.equal('registry');
+      expect([...since.digests]).to.deep.equal(v1.layers.map((l) => l.digest));
       const inspect = run('skopeo', ['inspect', '--tls-verify=false', `docker://${dest}:v2`]);
       expect(inspect.status, inspect.stderr).to.equal(0);
       expect((JSON.parse(inspect.stdout) as { Digest: string }).Digest).to.equal(v2.manifestDescriptor.digest);
