@@ -102,7 +102,7 @@ export async function loadTask(i: LoadInput): Promise<LoadResult> {
     const source = i.kind === 'directory' ? new DirectorySource(i.abs, fromWire(i.files ?? [])) : await ZipSource.open(i.abs, i.root);
     const pkg = await loadPackage(source, { validate: true });
     if (i.kind === 'zip') {
-      const link = await zipLinkProblem(i.abs);
+      const link = await zipLinkProblem(i.abs, (source as ZipSource).archive);
       if (link) return { location: i.abs, problems: [{ file: link.file, message: link.message }] };
     }
     const hash = await contentHash(pkg.source);

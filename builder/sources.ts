@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import yauzl from 'yauzl';
+import type { ZipArchive } from '../server/packages/zip-recipe.js';
 import { PROJECT_ROOT } from '../server/config.js';
 import { relativePath } from '../server/packages/source.js';
 import type { LayerDef } from './distribution.js';
@@ -264,9 +265,11 @@ const S_IFLNK = 0o120000;
  * content) lead outside its top folder. Other names are checked by the
  * package model itself (ZipSource: no `..`, no absolute paths).
  */
-export async function zipLinkProblem(zip: string): Promise<LinkProblem | undefined> {
-  const file = await new Promise<yauzl.ZipFile>((resolve, reject) => {
-    yauzl.open(zip, { lazyEntries: true, autoClose: false, decodeStrings: true, strictFileNames: false }, (err, z) => (err || !z ? reject(err ?? new Error('cannot read zip')) : resolve(z)));
+export async function zipLinkProblem(zip: string, archive?: ZipArchive): Promise<LinkProblem | undefined> {
+  const options = { lazyEntries: true, autoClose: false, decodeStrings: true, strictFileNames: false };
+  // `archive`: the zip as the package model reads it (rebuilt from its recipe, when it is one)
+  const file = archive ? await archive.openYauzl(options) : await new Promise<yauzl.ZipFile>((resolve, reject) => {
+    yauzl.open(zip, options, (err, z) => (err || !z ? reject(err ?? new Error('cannot read zip')) : resolve(z)));
   });
   try {
     return await new Promise<LinkProblem | undefined>((resolve, reject) => {
