@@ -11,10 +11,12 @@ import { SERVICE_VERSION } from '../server/context.js';
 import { byteCompare, walkFiles } from '../server/packages/source.js';
 import { DistributionError, type Distribution } from './distribution.js';
 import { git, materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
-import { describeShadows, mergeLayers, type MergeResult, type ShadowEntry } from './merge.js';
+import { cachedSizes, describeShadows, layerSaving, mergeLayers, type LayerSaving, type LayerSplit, type MergeResult, type ShadowEntry } from './merge.js';
+import { LAYER_PARTS_LABEL, partsLabel, readPartsLabel } from './layer-split.js';
 import { defaultCacheDir } from './package-cache.js';
 import { baseImageOf, composeImage, LAYER_KEYS_LABEL, type BaseImage } from './assemble.js';
 import { OciStore } from './oci/store.js';
+import { removeTree } from './remove-tree.js';
 import { engineStoreKind, importFromEngine, loadIntoEngine, type EngineStoreKind, type LoadResult } from './oci/engine.js';
 import type { OciImage } from './oci/model.js';
 import { parseReference, formatReference } from './oci/reference.js';
@@ -92,6 +94,9 @@ export interface BuildState {
   policy?: PolicyResult;
   /** the image layers taken from the engine as they were, and those sent (the top one maybe as a delta) */
   plan?: PlannedLayers;
+  /** how each package layer was split under max_layer_size, and what each holds against its tree */
+  split?: Array<LayerSplit & { layer: string }>;
+  savings?: LayerSaving[];
   /** the image's own server, started by the builder before anything is tagged */
   startCheck?: StartCheck;
   /** seconds per step of the image build: where the time goes */
@@ -445,6 +450,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
   const merge = s.merge;
   const base = s.base;
   const df = parseDistributionDockerfile(fs.readFileSync(DOCKERFILE, 'utf8'));
+  await timed(s, 'split layers', async () => splitLayers(s));
   const planned = await timed(s, 'find reusable layers', () => planLayers(s.store, base, merge.contributions, { reuse: !s.opts.noCache, delta: !s.opts.noCache && !s.opts.noDelta, cacheDir: cacheDirOf(s) }));
   s.plan = planned;
 
@@ -463,6 +469,9 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
   if (reason) labels[`${LABEL_PREFIX}.policy-reason`] = reason;
   labels['package-registry'] = s.baseTag!;
   labels[LAYER_KEYS_LABEL] = planned.labelEntries.join(',');
+  labels[LAYER_PARTS_LABEL] = partsLabel(Object.fromEntries(s.split!.map((x) => [x.layer, x.bounds])));
+  s.savings = await timed(s, 'layer sizes', async () => merge.contributions.map((c) => layerSaving(c, cacheDirOf(s))));
+  labels[LAYER_SIZES_LABEL] = JSON.stringify(Object.fromEntries(s.savings.map(({ layer, ...x }) => [layer, x])));
   const context = writeContext(s);
 
   let failure: unknown;
@@ -520,6 +529,38 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
     }
   }
   return s.imageId!;
+}
+
+/** The figures of each package layer (LayerSaving without its name), for diff:distribution and lite builds. */
+export const LAYER_SIZES_LABEL = `${LABEL_PREFIX}.layer-sizes`;
+
+/**
+ * Splits each package layer under max_layer_size, keeping the split of the
+ * last image while each part fits: that of the published image (what nodes
+ * hold), else of the store's image of this distribution, else of the newest
+ * store image with that layer (so the layer shared by several distributions
+ * is split alike in all of them).
+ */
+function splitLayers(s: BuildState): void {
+  const previous: Record<string, string[]> = {};
+  const take = (labels: Record<string, string> | null | undefined) => {
+    for (const [layer, bounds] of Object.entries(readPartsLabel(labels?.[LAYER_PARTS_LABEL]))) previous[layer] ??= bounds;
+  };
+  const labelsOf = (image: OciImage | undefined) => {
+    try {
+      return image ? (JSON.parse(image.config.toString('utf8')) as { config?: { Labels?: Record<string, string> | null } }).config?.Labels : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  if (s.published?.found) take(s.published.published.labels);
+  take(labelsOf(s.store.resolve(`${repositoryOf(s)}:${s.distribution.name}`)));
+  for (const e of [...s.store.entries()].reverse()) {
+    if (!e.annotations[LAYER_KEYS_LABEL]) continue;
+    try { take(labelsOf(s.store.image(e.digest))); } catch { /* pruned meanwhile */ }
+  }
+  const cacheDir = cacheDirOf(s);
+  s.split = s.merge!.contributions.map((c) => ({ layer: c.name, ...c.split(s.distribution.maxLayerSize, previous[c.name], (k) => cachedSizes(cacheDir, k)?.tarBytes) }));
 }
 
 /** Bytes of an image as a registry stores it: its compressed layers. */
@@ -610,7 +651,7 @@ export async function pushTags(s: BuildState, docker: Docker | undefined): Promi
 }
 
 export function cleanup(s: BuildState): void {
-  fs.rmSync(s.work, { recursive: true, force: true });
+  removeTree(s.work);
 }
 
 export interface BuildSummary {
@@ -620,7 +661,11 @@ export interface BuildSummary {
   commit: string;
   packages: number;
   packagesDigest: string;
-  layers: Array<{ name: string; packages: number; commit: string; origin: string }>;
+  /** per package layer: what it holds against its tree (files, distinct files, bytes written vs the tree's), its parts and the biggest */
+  layers: Array<{ name: string; packages: number; commit: string; origin: string } & Partial<Omit<LayerSaving, 'layer'>> & { bounds?: string[] }>;
+  /** package versions larger than max_layer_size: each went into an image layer of its own */
+  oversized?: Array<{ layer: string; name: string; version: string; bytes: number }>;
+  maxLayerSize: number;
   /** layers with uncommitted changes: no commit or version tag was given */
   dirtyLayers: string[];
   shadowed: number;
@@ -670,7 +715,12 @@ export function summarise(s: BuildState, seconds: number, imageSize?: number): B
     commit: s.commit!,
     packages: m.served.length,
     packagesDigest: m.packagesDigest,
-    layers: s.layers.map((l, i) => ({ name: l.name, packages: m.contributions[i].packages.length, commit: l.commit, origin: l.origin })),
+    layers: s.layers.map((l, i) => {
+      const { layer: _, ...saving } = s.savings?.[i] ?? { layer: '' };
+      return { name: l.name, packages: m.contributions[i].packages.length, commit: l.commit, origin: l.origin, ...saving, bounds: s.split?.[i]?.bounds };
+    }),
+    oversized: s.split?.flatMap((x) => x.oversized.map((o) => ({ layer: x.layer, ...o }))),
+    maxLayerSize: s.distribution.maxLayerSize,
     dirtyLayers: s.dirtyLayers,
     shadowed: m.report.shadowed.length,
     shadowedDiffering: m.report.shadowed.filter((x) => x.differs).length,

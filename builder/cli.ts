@@ -4,7 +4,8 @@ import path from 'node:path';
 import { Listr, ListrLogger, type ListrTask } from 'listr2';
 import { DISTRIBUTIONS_DIR, DistributionError, distributionFile, listDistributions, loadDistribution, type Distribution } from './distribution.js';
 import { SourceMissingError } from './sources.js';
-import { InvalidPackagesError } from './merge.js';
+import { describeSaving, InvalidPackagesError, type LayerSaving } from './merge.js';
+import { describeOversized } from './layer-split.js';
 import {
   EngineOperationError, EngineUnreachableError, containerLogs, engine, ensureEngine, inspectImage, loadImages, removeContainer, runImage, waitForHttp, withTimeout,
 } from './image.js';
@@ -257,6 +258,7 @@ async function build(argv: string[]): Promise<number> {
   const warnings = [
     ...summaries.filter((s) => s.dirtyLayers.length > 0).map((s) => `${s.distribution}: layer(s) ${s.dirtyLayers.join(', ')} have uncommitted changes (or are not in a git repository): tagged by name only, no commit or version tag`),
     ...[...shared].map(([tag, owners]) => `${tag} was claimed by ${owners.join(', ')}: it now points at ${owners[owners.length - 1]}`),
+    ...summaries.flatMap((s) => (s.oversized ?? []).map((o) => `${s.distribution}: ${describeOversized(o, s.maxLayerSize)}`)),
   ];
   if (args.json) {
     process.stdout.write(`${JSON.stringify(summaries.length === 1 && !args.all ? { ...summaries[0], warnings } : { builds: summaries, warnings, seconds: (Date.now() - started) / 1000 })}\n`);
@@ -273,6 +275,7 @@ async function build(argv: string[]): Promise<number> {
       : '  vs published: nothing published yet');
     if (s.lite) out(describeLite(s.lite));
     if (s.delta) out(`  top layer as a delta: ${describeDelta(s.delta)}`);
+    for (const l of s.layers) if (l.tarBytes !== undefined) out(`  layer ${l.name}: ${describeSaving({ layer: l.name, ...l } as LayerSaving)}`);
     out(`  image: ${s.digest.slice(0, 19)} in the builder's store (${(s.storedBytes / 1e6).toFixed(1)} MB compressed), ${s.packed.layers} layer(s) packed (${(s.packed.bytes / 1e6).toFixed(1)} MB); `
       + `${s.engine ? `engine (${s.engine.store} store): ${s.engine.path}, ${s.engine.blobsSent} sent (${(s.engine.bytesSent / 1e6).toFixed(1)} MB), ${s.engine.blobsPresent} held; ` : 'no engine; '}check: ${s.check}`);
     if (s.push) out(`  push: ${describeTransfer(s.push)}`);

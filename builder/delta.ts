@@ -40,6 +40,8 @@ export interface LayerState {
   layer: string;
   /** path in the layer -> `<kind>:<content digest>` */
   packages: Record<string, string>;
+  /** a layer split into parts (builder/layer-split.ts): the content keys of its image layers, parts and index part, bottom first */
+  imageLayers?: string[];
 }
 
 function stateFile(cacheDir: string, chainKey: string): string {
@@ -180,22 +182,29 @@ export function bestReuse(images: LabelledImage[], keys: string[]): { count: num
 
 /**
  * Full top layers an image holds right above this build's lower layers
- * (`below`: the chain key of the layer under the top one, undefined when the
- * top layer is the only one): the bases a delta for the top layer could go on.
+ * (`below`: the chain key of the image layer under the top layer's, undefined
+ * when the top layer is the only one): the bases a delta for the top layer
+ * could go on. A full layer is one image layer, or, split, its parts and its
+ * index part: `spanOf` says how many image layers the full layer whose last
+ * image layer has that chain key spans (undefined: no full layer ends there).
  */
-export function deltaBases(images: LabelledImage[], below: string | undefined, top: string): DeltaBase[] {
+export function deltaBases(images: LabelledImage[], below: string | undefined, top: string, spanOf: (chainKey: string) => number | undefined = () => 1): DeltaBase[] {
   const out = new Map<string, DeltaBase>();
   for (const img of images) {
     const j = below === undefined ? -1 : img.entries.findIndex((e) => bareKey(e) === below);
     if (below !== undefined && j < 0) continue;
-    const next = img.entries[j + 1];
-    if (!next || next.startsWith(DELTA_MARK) || next === top || out.has(next)) continue;
-    out.set(next, { key: next, image: img.id, entries: img.entries.slice(0, j + 2) });
+    for (let e = j + 1; e < img.entries.length; e++) {
+      const entry = img.entries[e];
+      if (entry.startsWith(DELTA_MARK)) break;
+      if (spanOf(entry) !== e - j) continue;
+      if (entry !== top && !out.has(entry)) out.set(entry, { key: entry, image: img.id, entries: img.entries.slice(0, e + 1) });
+      break;
+    }
   }
   return [...out.values()];
 }
 
-/** One line for the build output. */
+/** One line for the build output: the delta's bytes against those of the image layers it stands for. */
 export function describeDelta(d: { added: number; changed: number; removed: number; bytes: number; fullBytes: number }): string {
   return `delta +${d.added} ~${d.changed} -${d.removed} packages, ${(d.bytes / 1e6).toFixed(1)} of ${(d.fullBytes / 1e6).toFixed(1)} MB`;
 }

@@ -47,6 +47,8 @@ export interface Distribution {
   cacheTime: Record<string, string>;
   /** stage rules against the last published image; no policy block: allow/allow */
   policy: StagePolicy;
+  /** max_layer_size in bytes: a package layer larger than this is split into several image layers (builder/layer-split.ts) */
+  maxLayerSize: number;
   /** absolute path of the definition file */
   file: string;
 }
@@ -160,8 +162,27 @@ const schema = {
       properties: { overwrite: RULE, removal: RULE },
     },
     select: SELECT,
+    max_layer_size: { type: ['string', 'integer'] },
   },
 };
+
+/** max_layer_size when a definition does not say: Harbor takes 10 GB per layer at most, and some registries less. */
+export const DEFAULT_MAX_LAYER_SIZE = 4e9;
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12 };
+
+/**
+ * A size as Docker writes one, in decimal units: `500kB`, `300MB`, `4GB`,
+ * `1.5GB`, or plain bytes (`1048576`). Returns the bytes, or why not.
+ */
+export function parseLayerSize(value: string | number): number | string {
+  const text = String(value).trim();
+  const m = /^(\d+(?:\.\d+)?) ?([kKmMgGtT]?)[bB]?$/.exec(text);
+  if (!m) return `"${text}" is not a size: give bytes or a decimal size as Docker writes it (500kB, 300MB, 4GB)`;
+  const bytes = Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]);
+  if (!(bytes >= 1)) return `"${text}" is no size at all: a layer needs at least one byte`;
+  return bytes;
+}
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 const validate = ajv.compile(schema);
@@ -208,6 +229,9 @@ function describe(e: ErrorObject): string {
       if (e.instancePath.endsWith('/repository')) return 'must be an image repository such as localhost:5000/package-registry/distribution (no tag)';
       if (e.instancePath.endsWith('/version')) return 'must be a version X.Y.Z';
       return 'must be lower-case letters, digits, - or _';
+    case 'type':
+      if (e.instancePath === '/max_layer_size') return 'must be a size such as 300MB, 4GB or 500kB, or a number of bytes';
+      return e.message ?? 'is invalid';
     default: return e.message ?? 'is invalid';
   }
 }
@@ -248,6 +272,7 @@ export function parseDistributionText(text: string, file: string): Distribution 
     select?: RawSelection;
     cache_time?: Record<string, string>;
     policy?: { overwrite?: PolicyRule; removal?: PolicyRule };
+    max_layer_size?: string | number;
   };
   const seen = new Map<string, number>();
   (d.layers ?? []).forEach((l, i) => {
@@ -262,6 +287,11 @@ export function parseDistributionText(text: string, file: string): Distribution 
     problems.push(`name${line ? ` (line ${line})` : ''}: is "${d.name}" but the file is ${path.basename(file)}; they must agree`);
   }
   const select = d.select ? parseSelection(d.select, d.name, (p) => lineOf(doc, lc, ['select', ...p]), problems) : undefined;
+  const maxLayerSize = d.max_layer_size === undefined ? DEFAULT_MAX_LAYER_SIZE : parseLayerSize(d.max_layer_size);
+  if (typeof maxLayerSize === 'string') {
+    const line = lineOf(doc, lc, ['max_layer_size']);
+    problems.push(`max_layer_size${line ? ` (line ${line})` : ''}: ${maxLayerSize}`);
+  }
   if (problems.length > 0) throw new DistributionError(file, problems);
 
   const baseDir = file === '<text>' ? process.cwd() : path.dirname(path.resolve(file));
@@ -279,6 +309,7 @@ export function parseDistributionText(text: string, file: string): Distribution 
     })),
     cacheTime: { ...(d.cache_time ?? {}) },
     policy: { overwrite: d.policy?.overwrite ?? 'allow', removal: d.policy?.removal ?? 'allow' },
+    maxLayerSize: maxLayerSize as number,
     file: file === '<text>' ? file : path.resolve(file),
   };
 }

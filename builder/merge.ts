@@ -9,6 +9,8 @@ import { signatureProblem, type Package } from '../server/packages/package.js';
 import { LayerCache, loadLayerPackages, modelDigest, unchangedSinceCache, type LoadedPackage } from './package-cache.js';
 import { layerState, OPAQUE_MARK, whiteoutName, type DeltaPlan, type LayerState } from './delta.js';
 import { FIXED_MTIME, linkRepeats, tarSize, withParents, type TarEntry } from './tar.js';
+import { keepRecent, markUsed, writeCacheFile } from './cache-files.js';
+import { splitUnits, type SplitUnit } from './layer-split.js';
 import type { MaterialisedLayer } from './sources.js';
 import { bakedAsStored, layerRecipes, RECIPE_RULE } from './zip-recipe.js';
 
@@ -70,26 +72,70 @@ export interface LayerSizes {
   tarBytes: number;
 }
 
+/**
+ * One image layer of a package layer. A layer that fits its cap is one image
+ * layer (`whole`: its packages and its baked index). A larger one is split
+ * (builder/layer-split.ts) into `packages` parts, each a range of package
+ * names, and one `index` part above them holding only the baked index: the
+ * index changes with every package of the layer, so inside a part it would
+ * change that part at every build.
+ */
+export interface ImageLayerPart {
+  /** the package layer */
+  layer: string;
+  role: 'whole' | 'packages' | 'index';
+  /** where a packages part starts: a package name, or name@version */
+  bound?: string;
+  /** package versions it holds */
+  packages: number;
+  /** sha256 naming the tar's exact bytes (the store keeps blobs by it): same key, same image layer */
+  key: string;
+  /** the tar, listed when first asked for */
+  readonly entries: TarEntry[];
+  /** the tar against its tree (lists the entries when first asked for) */
+  readonly sizes: LayerSizes;
+  /** the sizes, when the entries are listed already */
+  listedSizes(): LayerSizes | undefined;
+}
+
+export interface LayerSplit {
+  /** bounds of the packages parts (one entry when the layer is whole) */
+  bounds: string[];
+  /** package versions larger than the cap: each in a part of its own */
+  oversized: Array<{ name: string; version: string; bytes: number }>;
+  /** parts that outgrew the cap and were split again */
+  resplit: number;
+}
+
 export interface LayerContribution {
   name: string;
   /**
-   * The layer tar: packages/<name>/... with parents, sorted, the baked index
-   * included; a file whose content an earlier file of the layer has is a hard
-   * link to that first copy. Listed when first asked for.
+   * The layer as one tar: packages/<name>/... with parents, sorted, the baked
+   * index included; a file whose content an earlier file of the layer has is
+   * a hard link to that first copy. Listed when first asked for. This is the
+   * image layer of a layer that is not split.
    */
   readonly entries: TarEntry[];
-  /** the whole layer tar against its tree (lists the entries when first asked for) */
+  /** that tar against its tree (lists the entries when first asked for) */
   readonly sizes: LayerSizes;
   packages: PackageRef[];
-  /** sha256 naming the tar's exact bytes: same key, same image layer */
+  /** sha256 naming that tar's exact bytes */
   key: string;
   /** what the layer holds, package by package (a delta's base is compared with it) */
   state: LayerState;
-  /** the tar of a delta layer that turns a full layer's packages into these (builder/delta.ts); its links stay inside it */
+  /** the image layers of the layer, bottom first: [whole] until split() says otherwise */
+  readonly imageLayers: ImageLayerPart[];
+  /**
+   * Splits the layer under `cap` bytes per image layer, keeping the `previous`
+   * bounds (read from the last image) while each part fits; sets imageLayers.
+   * `knownBytes` gives the exact size of an image layer measured by an earlier build.
+   */
+  split(cap: number, previous?: string[], knownBytes?: (key: string) => number | undefined): LayerSplit;
+  /** the tar of a delta layer that turns a full layer's packages into these, with the whole baked index (builder/delta.ts); its links stay inside it */
   deltaEntries(plan: DeltaPlan): TarEntry[];
 }
 
-/** Bumped whenever the layer tar layout changes, so that old layers are not reused. (4: repeated contents as hard links; 5: zips as recipes) */
+/** Bumped whenever the layer tar layout changes, so that old layers are not reused. (4: repeated contents as hard links; 5: zips as recipes, and a layer over its cap split into parts and an index part) */
 const LAYER_FORMAT = `epr-layer/5 ${RECIPE_RULE}`;
 
 export interface MergeResult {
@@ -197,63 +243,132 @@ export async function mergeLayers(distribution: string, layers: MaterialisedLaye
 
 /**
  * What one layer puts in the image: its kept packages under
- * packages/<layer>/, and its baked index. The index records each manifest
- * with the tar's fixed time, which is the time it has in the image.
+ * packages/<layer>/, and its baked index; as one image layer, or split into
+ * parts and an index part. The index records each manifest with the tar's
+ * fixed time, which is the time it has in the image.
  *
- * The key is known without building the tar: the tar is a function of the
- * kept packages' files (their content hashes cover names, sizes and bytes;
- * a zip's bytes hash covers the zip as stored) and of the baked index, which
- * the package model derives from those same files. The entries are listed
- * only when the layer has to be sent.
+ * The keys are known without building a tar: a tar is a function of its
+ * packages' files (their content hashes cover names, sizes and bytes; a
+ * zip's bytes hash covers the zip as stored) and of the baked index, which
+ * the package model derives from those same files. A part's key covers only
+ * its own packages, so a part is the same blob whatever changed beside it.
+ * The entries are listed only when an image layer has to be sent.
  */
 function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Package) => PackageRef): LayerContribution {
-  const key = crypto.createHash('sha256').update(`${LAYER_FORMAT}\0${modelDigest()}\0${l.name}\0`);
   const held = keep.map(({ pkg: p, hash, bytes }) => ({ path: relativePath(l.dir, p.source.location), kind: p.kind, digest: bytes ?? hash }));
-  for (const h of held) key.update(`${h.path}\0${h.kind}\0${h.digest}\n`);
-  let whole: LayerTar | undefined;
+  const keyOf = (role: string, of: typeof held) => {
+    const key = crypto.createHash('sha256').update(`${LAYER_FORMAT}\0${modelDigest()}\0${l.name}\0${role}\0`);
+    for (const h of of) key.update(`${h.path}\0${h.kind}\0${h.digest}\n`);
+    return key.digest('hex');
+  };
+  const whole = imagePart(l, keep, { role: 'whole', key: keyOf('whole', held), index: true });
+  let imageLayers: ImageLayerPart[] = [whole];
   return {
     name: l.name,
     packages: keep.map((lp) => ref(lp.pkg)),
-    key: key.digest('hex'),
+    key: whole.key,
     state: layerState(l.name, held),
-    get entries() { return (whole ??= layerTar(l, keep)).entries; },
-    get sizes() { return (whole ??= layerTar(l, keep)).sizes; },
-    deltaEntries: (plan) => layerTar(l, keep, plan).entries,
+    get entries() { return whole.entries; },
+    get sizes() { return whole.sizes; },
+    get imageLayers() { return imageLayers; },
+    split(cap, previous, knownBytes) {
+      const at = new Map(keep.map((lp, i) => [lp, i]));
+      const units = keep.map((lp) => splitUnit(l, lp));
+      const byUnit = new Map(units.map((u, i) => [u, keep[i]]));
+      const known = (us: SplitUnit[]) => {
+        if (us.length === units.length) return knownBytes?.(whole.key);
+        const pkgs = us.map((u) => byUnit.get(u)!).sort((a, b) => at.get(a)! - at.get(b)!);
+        return knownBytes?.(keyOf('part', pkgs.map((lp) => held[at.get(lp)!])));
+      };
+      const top = [`packages`, `packages/${l.name}`];
+      const plan = splitUnits(units, { cap, top, previous, known, indexBytes: () => indexText(l, keep).length });
+      if (plan.parts.length <= 1) {
+        imageLayers = [whole];
+      } else {
+        // each part in the layer's own order (the tar sorts its entries anyway)
+        const parts = plan.parts.map((us, j): ImageLayerPart => {
+          const pkgs = us.map((u) => byUnit.get(u)!).sort((a, b) => at.get(a)! - at.get(b)!);
+          return { ...imagePart(l, pkgs, { role: 'packages', key: keyOf('part', pkgs.map((lp) => held[at.get(lp)!])), index: false }), bound: plan.bounds[j] };
+        });
+        imageLayers = [...parts, imagePart(l, keep, { role: 'index', key: keyOf('index', held), index: true, packages: false })];
+      }
+      return { bounds: plan.bounds, oversized: plan.oversized, resplit: plan.resplit };
+    },
+    deltaEntries: (plan) => layerTar(l, keep, { delta: plan, index: true }).entries,
+  };
+}
+
+/** An image layer over `keep`, its tar listed when first asked for. */
+function imagePart(l: MaterialisedLayer, keep: LoadedPackage[], o: { role: ImageLayerPart['role']; key: string; index: boolean; packages?: boolean }): ImageLayerPart {
+  let tar: LayerTar | undefined;
+  const listed = () => (tar ??= layerTar(l, o.packages === false ? [] : keep, { index: o.index, indexOf: keep }));
+  return {
+    layer: l.name,
+    role: o.role,
+    packages: o.packages === false ? 0 : keep.length,
+    key: o.key,
+    get entries() { return listed().entries; },
+    get sizes() { return listed().sizes; },
+    listedSizes: () => tar?.sizes,
+  };
+}
+
+/** What a package version adds to a part of its layer, for the split. */
+function splitUnit(l: MaterialisedLayer, lp: LoadedPackage): SplitUnit {
+  let files: SplitUnit['files'] | undefined;
+  return {
+    name: lp.pkg.name,
+    version: lp.pkg.version,
+    get files() { return (files ??= packageFiles(l, lp).map((f) => ({ name: f.name, size: f.size, content: f.digest }))); },
   };
 }
 
 interface LayerTar { entries: TarEntry[]; sizes: LayerSizes }
 
-/** A package file of the layer: where its bytes are, and the digest of its content. */
-interface LayerFile { from: string; size: number; digest: string }
+/** A package file of the layer: its name in the tar, where its bytes are, and the digest of its content. */
+interface LayerFile { name: string; from: string; size: number; digest: string }
+
+/** The files a package puts in its layer's tar, with their content digests (from the package cache). */
+function packageFiles(l: MaterialisedLayer, lp: LoadedPackage): LayerFile[] {
+  const { pkg: p, digests } = lp;
+  const rel = (abs: string) => relativePath(l.dir, abs);
+  const own = p.kind === 'zip'
+    ? [p.source.location, p.signatureFile].filter((x): x is string => x !== undefined).map((abs) => ({ name: rel(abs), from: abs, size: fs.statSync(abs).size }))
+    : p.source.files().map((f) => ({ name: `${rel(p.source.location)}/${f.path}`, from: path.join(p.source.location, ...f.path.split('/')), size: f.size }));
+  if (digests.length !== own.length) throw new Error(`${p.source.location}: ${digests.length} file digests cached for ${own.length} files (builder cache out of step: build with --no-cache)`);
+  return own.map((f, i) => ({ name: `packages/${l.name}/${f.name}`, from: f.from, size: f.size, digest: digests[i] }));
+}
+
+/** The layer's baked index: every kept package, each manifest with the tar's fixed time (its time in the image). */
+function indexText(l: MaterialisedLayer, keep: LoadedPackage[]): Buffer {
+  return Buffer.from(bakedIndexText(keep.map((lp) => bakedAsStored(lp.pkg, bakedEntry(l.dir, lp.pkg, FIXED_MTIME)))));
+}
 
 /**
- * The layer's tar: all its packages, or (with a delta plan) the packages it
- * sends and its whiteouts; always the whole baked index. Each distinct content
- * goes in once: a later file with the same content is a hard link to the
- * first copy among these entries, so a delta's links stay inside the delta.
+ * A tar of the layer: `keep`'s packages, or (with a delta plan) the packages
+ * it sends and its whiteouts; with `index`, the baked index of `indexOf`
+ * (default `keep`). Each distinct content goes in once: a later file with the
+ * same content is a hard link to the first copy among these entries, so a
+ * part's or a delta's links stay inside it.
  */
-function layerTar(l: MaterialisedLayer, keep: LoadedPackage[], delta?: DeltaPlan): LayerTar {
+function layerTar(l: MaterialisedLayer, keep: LoadedPackage[], o: { delta?: DeltaPlan; index: boolean; indexOf?: LoadedPackage[] }): LayerTar {
   const top = `packages/${l.name}`;
   const files = new Map<string, LayerFile | 'mark'>();
   const rel = (abs: string) => relativePath(l.dir, abs);
+  const delta = o.delta;
   const sent = delta && new Set(delta.send);
-  for (const { pkg: p, digests } of keep) {
-    if (sent && !sent.has(rel(p.source.location))) continue;
-    const own = p.kind === 'zip'
-      ? [p.source.location, p.signatureFile].filter((x): x is string => x !== undefined).map((abs) => ({ name: rel(abs), from: abs, size: fs.statSync(abs).size }))
-      : p.source.files().map((f) => ({ name: `${rel(p.source.location)}/${f.path}`, from: path.join(p.source.location, ...f.path.split('/')), size: f.size }));
-    if (digests.length !== own.length) throw new Error(`${p.source.location}: ${digests.length} file digests cached for ${own.length} files (builder cache out of step: build with --no-cache)`);
-    own.forEach((f, i) => files.set(`${top}/${f.name}`, { from: f.from, size: f.size, digest: digests[i] }));
+  for (const lp of keep) {
+    if (sent && !sent.has(rel(lp.pkg.source.location))) continue;
+    for (const f of packageFiles(l, lp)) files.set(f.name, f);
   }
   for (const dir of delta?.opaque ?? []) files.set(`${top}/${dir}/${OPAQUE_MARK}`, 'mark');
   for (const gone of delta?.remove ?? []) files.set(whiteoutName(top, gone), 'mark');
-  const index = Buffer.from(bakedIndexText(keep.map((lp) => bakedAsStored(lp.pkg, bakedEntry(l.dir, lp.pkg, FIXED_MTIME)))));
+  const index = o.index ? indexText(l, o.indexOf ?? keep) : undefined;
   const indexName = `${top}/${BAKED_INDEX_FILE}`;
   // zips go as recipes, their entries once in the layer's entry store (builder/zip-recipe.ts)
   const zips = layerRecipes(l.dir, top, keep, sent && ((p) => sent.has(rel(p.source.location))));
-  const plain = withParents([top, ...files.keys(), ...zips.store.keys(), indexName]).map((name): TarEntry => {
-    if (name === indexName) return { name, type: 'file', size: index.length, data: index };
+  const plain = withParents([top, ...files.keys(), ...zips.store.keys(), ...(index ? [indexName] : [])]).map((name): TarEntry => {
+    if (index && name === indexName) return { name, type: 'file', size: index.length, data: index };
     const stored = zips.store.get(name);
     if (stored) return stored;
     const f = files.get(name);
@@ -283,6 +398,80 @@ function layerSizes(entries: TarEntry[], files: Map<string, LayerFile | 'mark'>)
   }
   sizes.distinctFiles = distinct.size;
   return sizes;
+}
+
+// ---------------------------------------------------------------------------
+// sizes kept between builds
+
+/** Image layer sizes kept: enough for every part of every layer of the last builds. */
+const KEEP_LAYER_SIZES = 512;
+
+function sizesFile(cacheDir: string, key: string): string {
+  return path.join(cacheDir, 'layer-sizes', `${key}.json`);
+}
+
+/** The sizes of the image layer named by content `key`, measured by an earlier build. */
+export function cachedSizes(cacheDir: string | undefined, key: string): LayerSizes | undefined {
+  if (!cacheDir) return undefined;
+  const file = sizesFile(cacheDir, key);
+  try {
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as LayerSizes;
+    if (typeof s.tarBytes !== 'number' || typeof s.files !== 'number') return undefined;
+    markUsed(file);
+    return s;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * An image layer's sizes: those of its listed entries, else those kept by an
+ * earlier build (a layer's entries take seconds to list at the size of the
+ * real storage), else listed now. Kept for the next build either way.
+ */
+export function imageLayerSizes(part: ImageLayerPart, cacheDir: string | undefined): LayerSizes {
+  const listed = part.listedSizes();
+  const kept = listed ? undefined : cachedSizes(cacheDir, part.key);
+  if (kept) return kept;
+  const sizes = listed ?? part.sizes;
+  if (cacheDir && writeCacheFile(sizesFile(cacheDir, part.key), JSON.stringify(sizes)) === undefined) keepRecent(path.dirname(sizesFile(cacheDir, part.key)), '.json', KEEP_LAYER_SIZES);
+  return sizes;
+}
+
+/** What a package layer holds against its tree, over all its image layers (the build summary's "what it saved"). */
+export interface LayerSaving extends LayerSizes {
+  layer: string;
+  /** package parts (1: not split) */
+  parts: number;
+  /** the largest image layer of the layer, in tar bytes */
+  biggestPart: number;
+  /** image layers of the layer (parts, and the index part of a split layer) */
+  imageLayers: number;
+}
+
+export function layerSaving(c: LayerContribution, cacheDir: string | undefined): LayerSaving {
+  const all = c.imageLayers.map((p) => imageLayerSizes(p, cacheDir));
+  const sum = (k: keyof LayerSizes) => all.reduce((n, x) => n + x[k], 0);
+  return {
+    layer: c.name,
+    files: sum('files'),
+    distinctFiles: sum('distinctFiles'),
+    links: sum('links'),
+    treeBytes: sum('treeBytes'),
+    tarBytes: sum('tarBytes'),
+    parts: c.imageLayers.filter((p) => p.role !== 'index').length,
+    biggestPart: Math.max(...all.map((x) => x.tarBytes)),
+    imageLayers: c.imageLayers.length,
+  };
+}
+
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+/** "108202 files (22074 distinct): 537.8 MB written for 1610.8 MB of files (33%), 2 parts, the biggest 290.1 MB" */
+export function describeSaving(s: LayerSaving): string {
+  const share = s.treeBytes > 0 ? ` (${Math.round((s.tarBytes / s.treeBytes) * 100)}%)` : '';
+  return `${s.files} files (${s.distinctFiles} written whole, ${s.links} as links): ${mb(s.tarBytes)} written for ${mb(s.treeBytes)} of files${share}, `
+    + `${s.parts} part${s.parts === 1 ? '' : 's'}${s.imageLayers > s.parts ? ' and the index part' : ''}, the biggest ${mb(s.biggestPart)}`;
 }
 
 /** The identity of a served set: same packages with the same files -> same digest. */
