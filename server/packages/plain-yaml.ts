@@ -41,6 +41,16 @@ function resolvePlain(text: string): PlainValue {
   return text;
 }
 
+/** Whether a plain scalar with this text is a string under the core schema (not null, a boolean or a number). */
+export function plainIsString(text: string): boolean {
+  try {
+    return typeof resolvePlain(text) === 'string';
+  } catch (err) {
+    if (err instanceof GiveUp) return false;
+    throw err;
+  }
+}
+
 /** Characters that cannot start a plain scalar (or that start something this reader leaves to the library). */
 const NOT_PLAIN_START = new Set([...'?:,[]{}#&*!|>\'"%@`']);
 

@@ -85,6 +85,39 @@ describe('plain-yaml: the fast manifest reader', () => {
   });
 
   it('agrees with the library on 4,000 generated documents full of edge cases', () => {
+    let handledCount = 0;
+    for (const text of generatedDocuments(Number(process.env.PLAIN_YAML_DOCS ?? 4000))) {
+      if (parsePlainYaml(text) !== undefined) handledCount++;
+      expectAgrees(text);
+    }
+    // the generator must exercise the reader, not only its refusals
+    expect(handledCount).to.be.greaterThan(400);
+  });
+
+  it('parseConfigYaml (plain reader, then js-yaml, then the library) reads every document as the library alone', () => {
+    const corners = [
+      '~: a\nb: 1\n', 'null: a\n', 'a: 1e400\n', 'a: "1e400"\n', '%YAML 1.1\n---\na: yes\n', 'a: &x 1\nb: *x\n', 'a: 1\na: 2\n',
+      '? [a, b]\n: c\n', 'a: !!binary aGVsbG8=\n', 'a: !foo x\n', 'a: "10"\nb: \'true\'\nc: ""\n', 'a: {b: 1, c: [x, "y"]}\n', 'a: plain\n  continued\n',
+      'a: "multi\n  line"\n', 'a: >\n  folded\n    more indented\n  back\n', 'a: |+\n  keep\n\n', 'a: .inf\nb: .nan\n', 'k: [1, 2,]\n',
+    ];
+    let viaJsYaml = 0;
+    for (const text of [...handled, ...refused, ...corners, ...generatedDocuments(4000)]) {
+      const doc = YAML.parseDocument(text, { uniqueKeys: false, prettyErrors: false });
+      let value: unknown;
+      try { value = doc.errors.length > 0 ? 'refused' : doc.toJS({ maxAliasCount: 1000 }) ?? {}; } catch { value = 'refused'; }
+      const want = typeof value === 'object' && !Array.isArray(value) ? expandDottedKeys(value) : 'refused';
+      let got: unknown;
+      try { got = parseConfigYaml(text); } catch { got = 'refused'; }
+      expect(JSON.stringify(got), text).to.equal(JSON.stringify(want));
+      if (got !== 'refused' && parsePlainYaml(text) === undefined) viaJsYaml++;
+    }
+    expect(viaJsYaml).to.be.greaterThan(200);
+  });
+});
+
+/** Documents full of edge cases, the same ones for a seed. */
+function generatedDocuments(count: number): string[] {
+  {
     let seed = 42;
     const rnd = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
     const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
@@ -125,14 +158,11 @@ describe('plain-yaml: the fast manifest reader', () => {
       }
       return out;
     };
-    let handledCount = 0;
-    for (let i = 0; i < Number(process.env.PLAIN_YAML_DOCS ?? 4000); i++) {
-      let text = gen(0, 0);
-      if (rnd() < 0.05) text = text.trimEnd();
-      if (parsePlainYaml(text) !== undefined) handledCount++;
-      expectAgrees(text);
+    const out: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const text = gen(0, 0);
+      out.push(rnd() < 0.05 ? text.trimEnd() : text);
     }
-    // the generator must exercise the reader, not only its refusals
-    expect(handledCount).to.be.greaterThan(400);
-  });
-});
+    return out;
+  }
+}
