@@ -23,7 +23,7 @@ import { parseReference, formatReference } from './oci/reference.js';
 import { pullImage, pushImage, headManifest, type PushReport } from './oci/registry.js';
 
 import { checkInProcess } from './oci/check.js';
-import { sinceSet, writeBundle } from './oci/bundle.js';
+import { engineSince, sinceSet, writeBundle, type SinceSet } from './oci/bundle.js';
 import { planLayers, type PlannedLayers } from './layer-plan.js';
 import { checkImageStarts, type StartCheck } from './image-check.js';
 import { DockerfileError, parseDistributionDockerfile, type DistributionDockerfile } from './dockerfile.js';
@@ -333,6 +333,9 @@ async function baseIntoStore(s: BuildState, docker: Docker, ref: string): Promis
   s.base = baseImageOf(image);
 }
 
+/** A build with no engine found no base image to build on. */
+export class MissingBaseImageError extends Error {}
+
 /** Marks the base images in the store's index: kept by its pruning as long as they are the newest for their sources. */
 export const BASE_ANNOTATION = 'org.elastic.package-registry.base';
 
@@ -363,7 +366,7 @@ export async function baseWithoutEngine(s: BuildState): Promise<string> {
       const ref = registryBaseRef(repositoryOf(s), s.distribution.baseImage);
       const found = await headManifest(parseReference(ref), { insecureRegistries: s.opts.insecureRegistries }).catch(() => undefined);
       if (!found) {
-        throw new DistributionError(s.distribution.file, [`--no-engine: no registry base image for server ${SERVICE_VERSION} with these server sources: not in the builder's store (${name}) nor in the registry (${ref}). Build once with an engine and --push (that pushes it there), or name one with --base <image ref | OCI layout folder>`]);
+        throw new MissingBaseImageError(`--no-engine: no registry base image for server ${SERVICE_VERSION} with these server sources: not in the builder's store (${name}) nor in the registry (${ref}). Build once with an engine and --push (that pushes it there), or name one with --base <image ref | OCI layout folder>`);
       }
       image = await pulled(ref);
       said = `${ref} (registry)`;
@@ -377,10 +380,10 @@ export async function baseWithoutEngine(s: BuildState): Promise<string> {
 /** The image of an OCI image layout folder (its only one, or the first of its index). */
 async function readLayoutImage(store: OciStore, dir: string): Promise<OciImage> {
   const indexFile = path.join(dir, 'index.json');
-  if (!fs.existsSync(path.join(dir, 'oci-layout')) || !fs.existsSync(indexFile)) throw new DistributionError(dir, ['--base: not an OCI image layout folder (no oci-layout and index.json)']);
+  if (!fs.existsSync(path.join(dir, 'oci-layout')) || !fs.existsSync(indexFile)) throw new MissingBaseImageError(`--base ${dir}: not an OCI image layout folder (no oci-layout and index.json)`);
   const idx = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { manifests?: Array<{ digest: string; size: number; mediaType: string }> };
   const m = idx.manifests?.[0];
-  if (!m) throw new DistributionError(dir, ['--base: the layout names no image']);
+  if (!m) throw new MissingBaseImageError(`--base ${dir}: the layout names no image`);
   const blob = (d: string) => path.join(dir, 'blobs', 'sha256', d.replace(/^sha256:/, ''));
   const copy = async (d: { digest: string; size: number; mediaType: string }) => store.write(d, fs.createReadStream(blob(d.digest)));
   await copy(m);
@@ -459,7 +462,8 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
     commit: s.commit,
     stackVersions: s.stackVersions,
     registryVersion: SERVICE_VERSION,
-    baseImage: `${BASE_REPOSITORY}:${s.baseTag}`,
+    // named by its sources alone: an engine build and a --no-engine build of the same input give the same image
+    baseImage: `${BASE_REPOSITORY}:${baseImageTag(s.distribution.baseImage)}`,
     packageCount: merge.served.length,
     packagesDigest: merge.packagesDigest,
     layers: s.layers.map((l) => ({ name: l.name, commit: l.commit, origin: l.origin, dirty: l.dirty })),
@@ -467,7 +471,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
   const reason = s.opts.policyFlags?.reason?.trim();
   if (s.policy?.overrides.length) labels[`${LABEL_PREFIX}.policy-overrides`] = s.policy.overrides.join(',');
   if (reason) labels[`${LABEL_PREFIX}.policy-reason`] = reason;
-  labels['package-registry'] = s.baseTag!;
+  labels['package-registry'] = baseImageTag(s.distribution.baseImage);
   labels[LAYER_KEYS_LABEL] = planned.labelEntries.join(',');
   labels[LAYER_PARTS_LABEL] = partsLabel(Object.fromEntries(s.split!.map((x) => [x.layer, x.bounds])));
   s.savings = await timed(s, 'layer sizes', async () => merge.contributions.map((c) => layerSaving(c, cacheDirOf(s))));
@@ -757,11 +761,24 @@ export interface SavedBundle {
   blobsLeftOut?: number;
 }
 
-/** Writes one bundle of every image built (every tag), from the store; with `since`, without the blobs the site holds. */
-export async function saveBundle(states: BuildState[], file: string, opts: { since?: string; docker?: Docker; log: (line: string) => void }): Promise<SavedBundle> {
+/**
+ * What `--since` names, read before the build moves any name: a tag this
+ * build moves (`<repo>:snapshot`) means the image it named before. An engine
+ * image is pinned by its ID; which of the new layers it holds is known only
+ * once they are made (saveBundle).
+ */
+export async function pinSince(since: string, store: OciStore, docker: Docker | undefined, registry: { insecureRegistries?: string[] }): Promise<SinceSet> {
+  return sinceSet(since, { store, docker, registry, images: [] });
+}
+
+/** Writes one bundle of every image built (every tag), from the store; with `since` (pinned before the build), without the blobs the site holds. */
+export async function saveBundle(states: BuildState[], file: string, opts: { since?: SinceSet; docker?: Docker; log: (line: string) => void }): Promise<SavedBundle> {
   const images = states.filter((s) => s.image).map((s) => ({ image: s.image!, tags: s.tags }));
   const store = states[0].store;
-  const since = opts.since ? await sinceSet(opts.since, { store, docker: opts.docker, registry: { insecureRegistries: states[0].opts.insecureRegistries }, images: images.map((i) => i.image) }) : undefined;
+  let since = opts.since;
+  if (since?.from === 'engine' && opts.docker) {
+    since = await engineSince(opts.docker, since.source, since.images[0].name, since.images[0].manifest, { store, images: images.map((i) => i.image) }) ?? since;
+  }
   const r = await writeBundle(file, images, store, { exclude: since?.digests, since: since ? [since] : undefined, onProgress: opts.log });
-  return { file, bytes: r.bytes, ...(opts.since ? { fullBytes: r.fullBytes, since: opts.since, blobsLeftOut: r.blobsLeftOut } : {}) };
+  return { file, bytes: r.bytes, ...(since ? { fullBytes: r.fullBytes, since: since.source, blobsLeftOut: r.blobsLeftOut } : {}) };
 }

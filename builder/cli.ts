@@ -12,8 +12,10 @@ import {
 import { REQUIRED_LABELS, LABEL_PREFIX, sharedTags } from './tags.js';
 import {
   applyTags, baseWithoutEngine, buildDistributionImage, checkPolicy, cleanup, dropTempTag, ensureBaseImage, measureLite, newBuildState, pushTags, readLayers, saveBundle, summarise, validateAndMerge,
-  type BuildState, type BuildSummary,
+  MissingBaseImageError, pinSince, type BuildState, type BuildSummary,
 } from './build.js';
+import { OciStore } from './oci/store.js';
+import { defaultCacheDir } from './package-cache.js';
 import { PolicyViolationError } from './stages/policy.js';
 import { describeDelta } from './delta.js';
 import { describeLite } from './lite.js';
@@ -229,6 +231,10 @@ async function build(argv: string[]): Promise<number> {
     await ensureEngine(docker);
   }
 
+  // --since is read before any name moves: a tag this run moves means the image it named before
+  const since = args.since !== undefined
+    ? await pinSince(args.since, OciStore.open(path.join(args.cacheDir ?? defaultCacheDir(), 'oci')), docker, { insecureRegistries: args.insecureRegistries })
+    : undefined;
   const states: BuildState[] = [];
   const summaries: BuildSummary[] = [];
   const shadowLines: string[] = [];
@@ -245,7 +251,7 @@ async function build(argv: string[]): Promise<number> {
   try {
     await listr.run();
     if (args.save) {
-      const saved = await saveBundle(states, args.save, { since: args.since, docker, log: (l) => { if (!args.json) out(l); } });
+      const saved = await saveBundle(states, args.save, { since, docker, log: (l) => { if (!args.json) out(l); } });
       for (const s of summaries) s.saved = saved;
     }
   } finally {
@@ -593,7 +599,7 @@ function report(err: unknown): number {
     for (const l of err.output.slice(-15)) process.stderr.write(`  | ${l}\n`);
     return 1;
   }
-  if (err instanceof EngineUnreachableError || err instanceof SourceMissingError) {
+  if (err instanceof EngineUnreachableError || err instanceof SourceMissingError || err instanceof MissingBaseImageError) {
     process.stderr.write(`error: ${err.message}\n`);
     return 1;
   }

@@ -14,6 +14,8 @@ import Docker from 'dockerode';
  */
 
 export class EngineUnreachableError extends Error {}
+
+const NO_ENGINE_HINT = 'start one (`sudo systemctl start docker`), point DOCKER_HOST at one, or build without an engine (--no-engine with --push or --save)';
 export class EngineOperationError extends Error {
   constructor(message: string, readonly output: string[] = []) {
     super(message);
@@ -74,7 +76,7 @@ export async function ensureEngine(docker: Docker): Promise<string> {
     const v = await withTimeout(docker.version(), TIMEOUTS.ping, 'docker version');
     return v.Version;
   } catch (err) {
-    throw new EngineUnreachableError(`cannot reach the Docker engine at ${where()} (${(err as Error).message.split('\n')[0]}); start one with \`bash ../shared/ci/docker-up.sh\` or \`sudo systemctl start docker\``);
+    throw new EngineUnreachableError(`cannot reach the Docker engine at ${where()} (${(err as Error).message.split('\n')[0]}); ${NO_ENGINE_HINT}`);
   }
 }
 
@@ -122,7 +124,7 @@ async function call<T>(what: string, p: Promise<T>, ms = TIMEOUTS.quick): Promis
     return await withTimeout(p, ms, what);
   } catch (err) {
     if (err instanceof EngineOperationError) throw err;
-    if (isConnectionError(err)) throw new EngineUnreachableError(`cannot reach the Docker engine at ${where()} during ${what} (${(err as Error).message}); start one with \`bash ../shared/ci/docker-up.sh\` or \`sudo systemctl start docker\``);
+    if (isConnectionError(err)) throw new EngineUnreachableError(`cannot reach the Docker engine at ${where()} during ${what} (${(err as Error).message}); ${NO_ENGINE_HINT}`);
     const e = err as { statusCode?: number; json?: { message?: string }; message: string };
     throw new EngineOperationError(`${what} failed: ${e.json?.message ?? e.message}`.trim());
   }

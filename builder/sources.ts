@@ -7,6 +7,7 @@ import { PROJECT_ROOT } from '../server/config.js';
 import { relativePath } from '../server/packages/source.js';
 import type { LayerDef } from './distribution.js';
 import { keepRecent, markUsed } from './cache-files.js';
+import { removeTree } from './remove-tree.js';
 
 /**
  * Where a layer's packages come from. A folder source is read in place (never
@@ -110,7 +111,7 @@ export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): 
     return { ...result, dir: cached, immutable: true };
   }
   const into = cached ? `${cached}.${process.pid}.partial` : path.join(o.work, 'layers', layer.name);
-  fs.rmSync(into, { recursive: true, force: true });
+  removeTree(into);
   fs.mkdirSync(into, { recursive: true });
   // git archive | tar -x: the system tar unpacks a tree of 100,000 files many times faster than a JavaScript one
   const args = ['-C', src.repo, 'archive', '--format=tar', commit];
@@ -135,13 +136,13 @@ export async function materialiseLayer(layer: LayerDef, o: MaterialiseOptions): 
     if (g.code !== 0) throw new SourceMissingError(`layer "${layer.name}": git archive of ${origin} failed: ${g.stderr.trim().split('\n')[0] || `exit ${g.code}`}`);
     if (t.code !== 0) throw new SourceMissingError(`layer "${layer.name}": unpacking ${origin} into ${into} failed: ${t.stderr.trim().split('\n')[0] || `exit ${t.code}`}`);
   } catch (err) {
-    if (cached) fs.rmSync(into, { recursive: true, force: true });
+    if (cached) removeTree(into);
     throw err;
   } finally {
     clearTimeout(timer);
   }
   if (!cached) return { ...result, dir: into };
-  fs.rmSync(cached, { recursive: true, force: true });
+  removeTree(cached);
   fs.renameSync(into, cached);
   fs.writeFileSync(`${cached}.done`, `${origin}\n`);
   pruneTrees(path.dirname(cached));
@@ -162,7 +163,7 @@ function writableDir(dir: string): boolean {
 function pruneTrees(dir: string): void {
   keepRecent(dir, '.done', KEEP_TREES, (marker) => {
     fs.rmSync(marker, { force: true });
-    fs.rmSync(marker.slice(0, -'.done'.length), { recursive: true, force: true });
+    removeTree(marker.slice(0, -'.done'.length));
   });
 }
 

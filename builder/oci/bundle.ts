@@ -522,6 +522,39 @@ export interface SinceOptions {
 }
 
 /**
+ * The layers an engine image `id` (a name or an image ID) holds of `opts.images`:
+ * by manifest when the store has it, else by chains of diff IDs (a classic
+ * store knows layers by content, not by blob).
+ */
+export async function engineSince(docker: Docker, since: string, name: string, id: string, opts: SinceOptions = {}): Promise<SinceSet | undefined> {
+  const info = await inspectImage(docker, id);
+  if (!info) return undefined;
+  // a containerd store names the image by its manifest: the store may have that manifest
+  if (opts.store?.has(info.Id)) {
+    try {
+      const image = opts.store.image(info.Id);
+      return { source: since, from: 'engine', digests: new Set(image.layers.map((l) => l.digest)), images: [{ name, manifest: image.manifestDescriptor.digest, layers: image.layers.map((l) => ({ digest: l.digest, diffId: l.diffId, size: l.size })) }] };
+    } catch { /* not a manifest */ }
+  }
+  const diffIds = info.RootFS?.Layers ?? [];
+  const chains = new Set<string>();
+  let c = '';
+  for (const d of diffIds) { c = `${c}/${d}`; chains.add(c); }
+  const digests = new Set<string>();
+  const layers: SinceImage['layers'] = [];
+  for (const image of opts.images ?? []) {
+    let chain = '';
+    for (const l of image.layers) {
+      chain = `${chain}/${l.diffId}`;
+      if (!chains.has(chain)) break;
+      if (!digests.has(l.digest)) layers.push({ digest: l.digest, diffId: l.diffId, size: l.size });
+      digests.add(l.digest);
+    }
+  }
+  return { source: since, from: 'engine', digests, images: [{ name, manifest: info.Id, layers }] };
+}
+
+/**
  * What the site holds, from `--since`: an earlier bundle file (every blob in
  * it, and those it left out in turn: the site had those too), or an image
  * reference (its layers: from the builder's store when it has that name, else
@@ -556,29 +589,8 @@ export async function sinceSet(since: string, opts: SinceOptions = {}): Promise<
   }
 
   if (opts.docker) {
-    const info = await inspectImage(opts.docker, name);
-    if (info) {
-      // a containerd store names the image by its manifest: the store may have that manifest
-      if (opts.store?.has(info.Id)) {
-        try { return fromImage(opts.store.image(info.Id), 'engine'); } catch { /* not a manifest */ }
-      }
-      const diffIds = info.RootFS?.Layers ?? [];
-      const chains = new Set<string>();
-      let c = '';
-      for (const d of diffIds) { c = `${c}/${d}`; chains.add(c); }
-      const digests = new Set<string>();
-      const layers: SinceImage['layers'] = [];
-      for (const image of opts.images ?? []) {
-        let chain = '';
-        for (const l of image.layers) {
-          chain = `${chain}/${l.diffId}`;
-          if (!chains.has(chain)) break;
-          if (!digests.has(l.digest)) layers.push({ digest: l.digest, diffId: l.diffId, size: l.size });
-          digests.add(l.digest);
-        }
-      }
-      return { source: since, from: 'engine', digests, images: [{ name, manifest: info.Id, layers }] };
-    }
+    const found = await engineSince(opts.docker, since, name, name, opts);
+    if (found) return found;
   }
 
   let got: Awaited<ReturnType<typeof getManifest>>;

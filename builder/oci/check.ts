@@ -8,6 +8,7 @@ import { describeFailures, listen, loadRegistry, type RunningServer } from '../.
 import { EngineOperationError } from '../image.js';
 import type { BlobSource, OciImage } from './model.js';
 import { applyLayers, UnpackError } from './unpack.js';
+import { removeTree } from '../remove-tree.js';
 
 /**
  * The build-time check of an image made with no engine at hand (`--no-engine`):
@@ -140,7 +141,7 @@ export async function checkInProcess(source: BlobSource, image: OciImage, opts: 
     clearTimeout(limit);
     // connections still open are cut: nothing else talks to this server
     await running?.close(0);
-    fs.rmSync(root, { recursive: true, force: true });
+    removeTree(root);
   }
 }
 

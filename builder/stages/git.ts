@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { walkFiles } from '../../server/packages/source.js';
 import { copiesIn, versionsIn, PromotionError, type AddReceipt, type LocalCopy, type PackageCopy, type StageLayer } from './layer.js';
 import type { PackageId } from './stages.js';
+import { removeTree } from '../remove-tree.js';
 
 /**
  * A stage layer that is a folder on a git branch. Promotion commits to the
@@ -102,7 +103,7 @@ function withTempIndex<T>(fn: (env: Record<string, string>) => T): T {
   try {
     return fn({ GIT_INDEX_FILE: path.join(dir, 'index') });
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeTree(dir);
   }
 }
 
@@ -188,7 +189,7 @@ export class GitLayer implements StageLayer {
         fs.writeFileSync(abs, blobs.get(e.sha)!, { mode: e.mode === '100755' ? 0o755 : 0o644 });
       }
     } catch (err) {
-      fs.rmSync(tmp, { recursive: true, force: true });
+      removeTree(tmp);
       throw err;
     }
     const location = path.join(tmp, ...copy.rel.split('/'));
@@ -196,7 +197,7 @@ export class GitLayer implements StageLayer {
       copy,
       location,
       signatureFile: copy.kind === 'zip' && copy.signature ? `${location}.sig` : undefined,
-      release: () => fs.rmSync(tmp, { recursive: true, force: true }),
+      release: () => removeTree(tmp),
     };
   }
 
