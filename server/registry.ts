@@ -56,19 +56,19 @@ export function describeFailures(failures: PackageLoadError[]): string[] {
   return failures.flatMap((f) => f.problems.map(formatProblem));
 }
 
-/** One access-log line per request, with ECS field names. */
+/** One access-log line per request, with ECS field names, once the answer is handed to the socket. */
 function accessLogger(logger: Logger): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   if (!logger.enabled('info')) return () => undefined;
   return (req, res) => {
     const start = process.hrtime.bigint();
     res.on('finish', () => {
-      logger.info('access', {
-        'http.request.method': req.method,
-        'url.original': req.url,
-        'http.response.status_code': res.statusCode,
-        'event.duration': Number(process.hrtime.bigint() - start),
-        'user_agent.original': req.headers['user-agent'],
-        'source.address': req.socket.remoteAddress,
+      logger.access({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        status: res.statusCode,
+        durationNs: Number(process.hrtime.bigint() - start),
+        userAgent: req.headers['user-agent'],
+        sourceAddress: req.socket.remoteAddress,
       });
     });
   };

@@ -56,7 +56,12 @@ export function packageRoute(ctx: RegistryContext) {
   };
 }
 
-const MAX_FILE_IN_MEMORY = 256 * 1024;
+/**
+ * Real packages' screenshots (PNG) run to several hundred kB: kept in memory
+ * too, they go out in one write instead of a file stream through the router.
+ * The response cache bounds the total.
+ */
+const MAX_FILE_IN_MEMORY = 1024 * 1024;
 
 async function readAll(s: Servable): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { cleanupTmp, tmpDir, writeConfig, writeDirPackage } from '../helpers/fixtures.js';
 import { cleanEnv, MAIN_JS, PROJECT_ROOT } from '../helpers/server.js';
-import { createLogger } from '../../server/logger.js';
+import { accessFields, createLogger, type AccessRecord } from '../../server/logger.js';
 
 /** ~330 bytes a line: 6,000 lines are several times what a pipe and the reader's buffer hold. */
 const REQUESTS = 6000;
@@ -188,5 +188,25 @@ describe('logger: the bound on lines waiting for a reader', function () {
     expect(rec['@timestamp']).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     expect(rec['ecs.version']).to.be.a('string');
     expect(Object.keys(rec)).to.not.include.members(['process.pid', 'host.hostname', 'level', 'time', 'msg']);
+  });
+
+  it('an access line is byte for byte the record info("access", fields) writes', () => {
+    const chunks: string[] = [];
+    const logger = createLogger('info', 'ecs', { write: (c) => chunks.push(c) });
+    const records: AccessRecord[] = [
+      { method: 'GET', url: '/search?kibana.version=8.11.0', status: 200, durationNs: 123456, userAgent: 'Kibana/8.11.0 "quoted" \\ back', sourceAddress: '127.0.0.1' },
+      { method: 'HEAD', url: '/package/a/1.0.0/img/%E2%9C%93.svg', status: 304, durationNs: 1, userAgent: undefined, sourceAddress: '::1' },
+      { method: 'GET', url: '/x', status: 404, durationNs: 0, userAgent: 'tab\tand\u0001control', sourceAddress: undefined },
+    ];
+    const noTime = (l: string) => l.replace(/,"@timestamp":"[^"]+"/, '');
+    for (const r of records) {
+      logger.access(r);
+      logger.info('access', accessFields(r));
+      const [fast, general] = chunks.splice(0, 2);
+      expect(noTime(fast)).to.equal(noTime(general));
+      expect(JSON.parse(fast)['@timestamp']).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    }
+    createLogger('warn', 'ecs', { write: (c) => chunks.push(c) }).access(records[0]);
+    expect(chunks, 'no access line above info').to.deep.equal([]);
   });
 });
