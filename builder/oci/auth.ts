@@ -303,7 +303,7 @@ export class Authenticator {
   /** What a refusal should tell the user about credentials. */
   async describeCredentials(): Promise<string> {
     const c = await this.credentials();
-    if (!c) return `no credentials for ${this.opts.registry} (docker login ${this.opts.registry}, or set DOCKER_CONFIG)`;
+    if (!c) return `no credentials for ${this.opts.registry} (\`docker login ${this.opts.registry}\`, or without Docker \`skopeo login --authfile ~/.docker/config.json ${this.opts.registry}\`; DOCKER_CONFIG names another folder)`;
     return c.identityToken ? `the identity token from ${c.from}` : `user "${c.username}" from ${c.from}`;
   }
 

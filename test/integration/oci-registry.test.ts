@@ -324,7 +324,7 @@ describe('OCI registry client (docker-registry)', function () {
 
     it('without credentials, or with wrong ones: a clear error', async () => {
       const none = await rejection(pushImage(image, src, [ref(reg.host, 'basic/app:2')], { credentials: null }));
-      expect(none.message).to.match(/^[^ ]+\/basic\/app: looking up blob sha256:[0-9a-f]{12}: the registry requires authentication and there are no credentials for [^ ]+ \(docker login [^ ]+, or set DOCKER_CONFIG\): 401$/);
+      expect(none.message).to.match(/^[^ ]+\/basic\/app: looking up blob sha256:[0-9a-f]{12}: the registry requires authentication and there are no credentials for [^ ]+ \(`docker login [^ ]+`, or without Docker `skopeo login --authfile ~\/\.docker\/config\.json [^ ]+`; DOCKER_CONFIG names another folder\): 401$/);
       const wrong = await rejection(headManifest(ref(reg.host, 'basic/app:1'), { credentials: { username: 'builder', password: 'nope' } }));
       expect(wrong.message).to.equal(`${reg.host}/basic/app: looking up 1: the registry refused user "builder" from the given credentials: 401`);
       expect(registryManifestStatus(reg.host, 'basic/app', '2')).to.equal(401);

@@ -186,7 +186,7 @@ describe('registry authentication', () => {
       expect(await auth.challenged(unauthorized('Basic realm="registry"'), [], true)).to.equal(false);
       const anonymous = new Authenticator({ registry: '127.0.0.1:1', credentials: null });
       expect(await anonymous.challenged(unauthorized('Basic realm="registry"'), [], false)).to.equal(false);
-      expect(await anonymous.describeCredentials()).to.equal('no credentials for 127.0.0.1:1 (docker login 127.0.0.1:1, or set DOCKER_CONFIG)');
+      expect(await anonymous.describeCredentials()).to.equal('no credentials for 127.0.0.1:1 (`docker login 127.0.0.1:1`, or without Docker `skopeo login --authfile ~/.docker/config.json 127.0.0.1:1`; DOCKER_CONFIG names another folder)');
     });
   });
 });
