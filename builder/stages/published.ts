@@ -85,17 +85,7 @@ async function readFileFromImage(docker: Docker, image: string, file: string): P
 export async function readBakedList(docker: Docker, image: string, ref = image): Promise<BakedList | undefined> {
   const buf = await readFileFromImage(docker, image, PACKAGES_FILE);
   if (!buf) return undefined;
-  let list: BakedList;
-  try {
-    list = JSON.parse(buf.toString('utf8')) as BakedList;
-  } catch (err) {
-    throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} is not JSON (${(err as Error).message})`);
-  }
-  if (!Array.isArray(list.packages)) throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} has no package list`);
-  const digest = packagesDigest(list.packages);
-  const label = (await inspectImage(docker, image))?.Config?.Labels?.[`${LABEL_PREFIX}.packages-digest`];
-  if (label && label !== digest) throw new EngineOperationError(`${ref}: ${PACKAGES_FILE} does not match the image's packages-digest label (${digest} vs ${label})`);
-  return list;
+  return parseList(buf, ref, (await inspectImage(docker, image))?.Config?.Labels ?? {});
 }
 
 function notThere(message: string): boolean {
@@ -185,6 +175,7 @@ async function fileInLayer(blob: Readable, mediaType: string, file: string): Pro
   return found;
 }
 
+/** The baked list's bytes, read and checked against the image's packages-digest label. */
 function parseList(buf: Buffer, ref: string, labels: Record<string, string>): BakedList {
   let list: BakedList;
   try {
