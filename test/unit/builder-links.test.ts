@@ -15,6 +15,7 @@ import { planDelta } from '../../builder/delta.js';
 import { entryHeader, entryHeaderSize, linkRepeats, tarSize, TarError, writeTar, type TarEntry } from '../../builder/tar.js';
 import { materialiseLayer, type MaterialisedLayer } from '../../builder/sources.js';
 import { BAKED_INDEX_FILE } from '../../server/packages/baked.js';
+import { ENTRY_STORE, openZipArchive } from '../../server/packages/zip-recipe.js';
 import { cleanupTmp, packageFiles, tmpDir, writeDirPackage, writeZipPackage, type PackageSpec } from '../helpers/fixtures.js';
 
 function layerAt(dir: string, name = 'production'): MaterialisedLayer {
@@ -221,6 +222,14 @@ describe('builder: each distinct file once per layer', () => {
       const r = spawnSync('tar', ['-xf', file, '-C', x]);
       expect(r.status, r.stderr.toString()).to.equal(0);
       const unpacked = filesBelow(x);
+      // a zip is held as its recipe, its entries in the layer's entry store (builder/zip-recipe.ts): rebuilt, it is the tree's zip
+      const store = `packages/production/${ENTRY_STORE}/`;
+      for (const k of unpacked.keys()) if (k.startsWith(store)) wanted.set(k, unpacked.get(k)!);
+      const zip = 'packages/production/zipped-1.0.0.zip';
+      const rebuilt = await openZipArchive(path.join(x, zip), path.join(x, 'packages/production'));
+      expect(rebuilt.recipe).to.equal(true);
+      expect(rebuilt.readSync(0, rebuilt.size).equals(wanted.get(zip)!)).to.equal(true);
+      wanted.set(zip, unpacked.get(zip)!);
       expect([...unpacked.keys()].sort()).to.deep.equal([...wanted.keys()].sort());
       for (const [k, bytes] of wanted) expect(unpacked.get(k)!.equals(bytes), k).to.equal(true);
 
