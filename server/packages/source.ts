@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import zlib from 'node:zlib';
 import yauzl from 'yauzl';
 import { openZipArchive, type ZipArchive } from './zip-recipe.js';
 
@@ -172,7 +173,9 @@ export function listFolders(root: string, rule: ListingRule = {}): Promise<Folde
 
 // ---------------------------------------------------------------------------
 
-interface ZipEntryRef extends PackageFile { entryName: string }
+/** Where an entry's bytes are, from the zip's central directory (read once, at open). */
+interface EntrySpan { method: number; flags: number; compressedSize: number; localHeader: number }
+interface ZipEntryRef extends PackageFile { entryName: string; span: EntrySpan }
 
 /** A package kept as `<name>-<version>.zip`, read in place; entries are checked once at load. */
 export class ZipSource implements PackageSource {
@@ -201,7 +204,7 @@ export class ZipSource implements PackageSource {
       tops.add(slash < 0 ? e.name : e.name.slice(0, slash));
       if (e.name.endsWith('/')) { dirEntries = true; continue; }
       if (slash < 0) continue;
-      files.push({ entryName: e.name, path: e.name.slice(slash + 1), size: e.size });
+      files.push({ entryName: e.name, path: e.name.slice(slash + 1), size: e.size, span: e.span });
     }
     if (tops.size !== 1) {
       throw new SourceError(`${path.basename(location)} must hold exactly one top folder <name>-<version>/, found ${tops.size === 0 ? 'none' : [...tops].sort(byteCompare).join(', ')}`, location);
@@ -213,17 +216,71 @@ export class ZipSource implements PackageSource {
   files(): PackageFile[] { return this.list; }
   file(relPath: string): PackageFile | undefined { return this.byPath.get(relPath); }
 
-  async readFile(relPath: string): Promise<Buffer> {
-    const stream = await this.openStream(relPath);
-    const chunks: Buffer[] = [];
-    for await (const c of stream) chunks.push(c as Buffer);
-    return Buffer.concat(chunks);
+  /**
+   * Reads the entry where the central directory says it is: one read and one
+   * inflate, instead of walking the zip's entries again for every file (a
+   * package's manifests are a dozen or more such reads at start-up).
+   */
+  readFile(relPath: string): Promise<Buffer> {
+    const ref = this.byPath.get(relPath);
+    if (!ref) return Promise.reject(new SourceError(`no file ${relPath} in package`, relPath));
+    let data: Buffer;
+    try {
+      data = this.archive.readSync(this.dataStart(ref), ref.span.compressedSize);
+    } catch (err) {
+      return Promise.reject(this.entryError(ref, (err as Error).message));
+    }
+    if (ref.span.method === 0) return data.length === ref.size ? Promise.resolve(data) : Promise.reject(this.sizeError(ref, data.length));
+    return new Promise((resolve, reject) => {
+      zlib.inflateRaw(data, { maxOutputLength: Math.max(1, ref.size) }, (err, out) => {
+        if (err) reject(this.entryError(ref, err.message));
+        else if (out.length !== ref.size) reject(this.sizeError(ref, out.length));
+        else resolve(out);
+      });
+    });
   }
 
   openStream(relPath: string): Promise<Readable> {
     const ref = this.byPath.get(relPath);
     if (!ref) return Promise.reject(new SourceError(`no file ${relPath} in package`, relPath));
-    return openZipEntry(this.archive, ref.entryName);
+    let start: number;
+    try {
+      start = this.dataStart(ref);
+    } catch (err) {
+      return Promise.reject(this.entryError(ref, (err as Error).message));
+    }
+    const raw = ref.span.compressedSize === 0 ? Readable.from([]) : this.archive.createReadStream(start, start + ref.span.compressedSize - 1);
+    const bytes = ref.span.method === 0 ? raw : raw.pipe(zlib.createInflateRaw()).on('error', () => raw.destroy());
+    if (ref.span.method !== 0) raw.on('error', (err) => bytes.destroy(err));
+    // as yauzl's validateEntrySizes: an entry that inflates to another size than the directory says is an error
+    let seen = 0;
+    const checked = new Transform({
+      transform: (chunk: Buffer, _enc, done) => {
+        seen += chunk.length;
+        done(seen > ref.size ? this.sizeError(ref, seen) : null, chunk);
+      },
+      flush: (done) => done(seen !== ref.size ? this.sizeError(ref, seen) : null),
+    });
+    bytes.on('error', (err) => checked.destroy(err));
+    return Promise.resolve(bytes.pipe(checked));
+  }
+
+  /** Where the entry's data begins: after its local header, whose name and extra field lengths are its own. */
+  private dataStart(ref: ZipEntryRef): number {
+    const { localHeader, flags, method } = ref.span;
+    if (flags & 0x1) throw new Error('encrypted entries are not supported');
+    if (method !== 0 && method !== 8) throw new Error(`compression method ${method} is not supported`);
+    const head = this.archive.readSync(localHeader, 30);
+    if (head.readUInt32LE(0) !== 0x04034b50) throw new Error('no local file header where the central directory says');
+    return localHeader + 30 + head.readUInt16LE(26) + head.readUInt16LE(28);
+  }
+
+  private entryError(ref: ZipEntryRef, message: string): SourceError {
+    return new SourceError(`cannot read ${ref.entryName} in ${path.basename(this.location)}: ${message}`, this.location);
+  }
+
+  private sizeError(ref: ZipEntryRef, got: number): SourceError {
+    return this.entryError(ref, `entry is ${got > ref.size ? 'longer' : 'shorter'} than the ${ref.size} bytes the zip says`);
   }
 }
 
@@ -244,36 +301,17 @@ function openZip(archive: ZipArchive): Promise<yauzl.ZipFile> {
   });
 }
 
-async function listZipEntries(archive: ZipArchive): Promise<Array<{ name: string; size: number }>> {
+async function listZipEntries(archive: ZipArchive): Promise<Array<{ name: string; size: number; span: EntrySpan }>> {
   const location = archive.file;
   const zip = await openZip(archive);
   return new Promise((resolve, reject) => {
-    const out: Array<{ name: string; size: number }> = [];
-    zip.on('entry', (e: yauzl.Entry) => { out.push({ name: e.fileName, size: e.uncompressedSize }); zip.readEntry(); });
+    const out: Array<{ name: string; size: number; span: EntrySpan }> = [];
+    zip.on('entry', (e: yauzl.Entry) => {
+      out.push({ name: e.fileName, size: e.uncompressedSize, span: { method: e.compressionMethod, flags: e.generalPurposeBitFlag, compressedSize: e.compressedSize, localHeader: e.relativeOffsetOfLocalHeader } });
+      zip.readEntry();
+    });
     zip.on('end', () => { zip.close(); resolve(out); });
     zip.on('error', (err: Error) => { zip.close(); reject(new SourceError(`cannot read zip ${path.basename(location)}: ${err.message}`, location)); });
-    zip.readEntry();
-  });
-}
-
-async function openZipEntry(archive: ZipArchive, entryName: string): Promise<Readable> {
-  const location = archive.file;
-  const zip = await openZip(archive);
-  return new Promise((resolve, reject) => {
-    let found = false;
-    const fail = (err: Error) => { zip.close(); reject(err); };
-    zip.on('entry', (e: yauzl.Entry) => {
-      if (e.fileName !== entryName) { zip.readEntry(); return; }
-      found = true;
-      zip.openReadStream(e, (err, stream) => {
-        if (err || !stream) { fail(err ?? new Error('cannot open entry')); return; }
-        stream.on('end', () => zip.close());
-        stream.on('error', () => zip.close());
-        resolve(stream);
-      });
-    });
-    zip.on('end', () => { if (!found) fail(new SourceError(`no entry ${entryName}`, location)); });
-    zip.on('error', fail);
     zip.readEntry();
   });
 }
