@@ -172,6 +172,9 @@ describe('zip recipes', () => {
     const other = tmpDir('zr-nostore-');
     fs.copyFileSync(recipeFile, path.join(other, 'p-1.0.0.zip'));
     await refused(/the layer has no entry store/, path.join(other, 'p-1.0.0.zip'), other);
+    // nor a store that is a link to a folder elsewhere (another layer's store, say)
+    fs.symlinkSync(path.join(root, ENTRY_STORE), path.join(other, ENTRY_STORE));
+    await refused(/the layer has no entry store/, path.join(other, 'p-1.0.0.zip'), other);
 
     const r = decodeRecipe(good.recipe);
     const write = (buf: Buffer) => { fs.writeFileSync(recipeFile, buf); };
