@@ -9,9 +9,10 @@ import { formatProblem } from './packages/validate.js';
 import type { RegistryConfig } from './config.js';
 import { createApp } from './app.js';
 import { SERVICE_VERSION, type RegistryContext } from './context.js';
-import type { Logger } from './logger.js';
+import type { AccessRecord, Logger } from './logger.js';
 import type { Upstream } from './proxy.js';
 import { ResponseCache, writeAnswer, writeFileAnswer } from './http/response-cache.js';
+import { fastConnection } from './http/fast-path.js';
 
 export interface RegistryOptions {
   config: RegistryConfig;
@@ -93,6 +94,8 @@ export function parseAddress(address: string): { host: string; port: number } {
 export interface ListenOptions {
   tls?: { cert: Buffer; key: Buffer; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' };
   metrics?: RegistryMetrics;
+  /** false: every request through Node's HTTP server (tests compare the two) */
+  fastPath?: boolean;
 }
 
 export async function listen(ctx: RegistryContext, address: string, logger: Logger, opts: ListenOptions = {}): Promise<RunningServer> {
@@ -116,8 +119,23 @@ export async function listen(ctx: RegistryContext, address: string, logger: Logg
     ? https.createServer({ maxHeaderSize: 16 * 1024, cert: opts.tls.cert, key: opts.tls.key, minVersion: opts.tls.minVersion }, handler)
     : http.createServer({ maxHeaderSize: 16 * 1024 }, handler);
   server.keepAliveTimeout = 65_000;
-  // TLS: the socket requests come in on is the TLS one
-  server.on(opts.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => drain.add(socket));
+  // Plain HTTP with ready answers: connections start on the fast path, which
+  // hands them to Node's own connection listener at their first request it
+  // does not answer itself. (With --metrics-address every request goes
+  // through Node, where it is counted.)
+  const nodeConnection = server.listeners('connection')[0] as ((socket: net.Socket) => void) | undefined;
+  if (ctx.answers && !opts.tls && !opts.metrics && opts.fastPath !== false && nodeConnection?.name === 'connectionListener') {
+    server.off('connection', nodeConnection);
+    const answers = ctx.answers;
+    const access = logger.enabled('info') ? (r: AccessRecord) => logger.access(r) : undefined;
+    server.on('connection', (socket: net.Socket) => {
+      drain.add(socket);
+      fastConnection(socket, { answers, server, nodeConnection, open: () => !drain.draining, touched: (s) => drain.touch(s), access });
+    });
+  } else {
+    // TLS: the socket requests come in on is the TLS one
+    server.on(opts.tls ? 'secureConnection' : 'connection', (socket: net.Socket) => drain.add(socket));
+  }
   const { host, port } = parseAddress(address);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -129,7 +147,7 @@ export async function listen(ctx: RegistryContext, address: string, logger: Logg
     server,
     url: `${opts.tls ? 'https' : 'http'}://${shownHost}:${addr.port}`,
     close: (graceMs = 30_000) => new Promise<void>((resolve) => {
-      const force = setTimeout(() => server.closeAllConnections(), graceMs);
+      const force = setTimeout(() => { server.closeAllConnections(); drain.destroyAll(); }, graceMs);
       force.unref();
       drain.start();
       // net's close, not http's: http's closes idle keep-alive connections at
@@ -150,12 +168,23 @@ class Drain {
   private static readonly QUIET_MS = 1000;
   private readonly sockets = new Map<net.Socket, { active: number; lastActive: number }>();
   private readonly open = new Set<http.ServerResponse>();
-  private draining = false;
+  draining = false;
   private sweeper: NodeJS.Timeout | undefined;
 
   add(socket: net.Socket): void {
     this.sockets.set(socket, { active: 0, lastActive: Date.now() });
     socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  /** A request answered on the fast path: its connection is busy now. */
+  touch(socket: net.Socket): void {
+    const state = this.sockets.get(socket);
+    if (state) state.lastActive = Date.now();
+  }
+
+  /** The grace is over: every connection goes, the fast path's too (Node's closeAllConnections knows only its own). */
+  destroyAll(): void {
+    for (const socket of this.sockets.keys()) socket.destroy();
   }
 
   track(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -115,42 +115,76 @@ function encoded(a: CachedAnswer, enc: Encoding): Buffer | undefined {
   return (a.br ??= zlib.brotliCompressSync(a.body, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 } }));
 }
 
-/** Writes a ready answer: 304 on a matching If-None-Match, compressed when the client takes it. */
-export function writeAnswer(req: http.IncomingMessage, res: http.ServerResponse, a: CachedAnswer): void {
-  const headers: http.OutgoingHttpHeaders = {
-    'Content-Type': a.contentType,
-    'Cache-Control': a.cacheControl,
-    ETag: a.etag,
-    Vary: 'Accept-Encoding',
-  };
-  if (a.cors) headers['Access-Control-Allow-Origin'] = '*';
-  if (a.lastModified) headers['Last-Modified'] = a.lastModified;
-  if (a.ranges) headers['Accept-Ranges'] = 'bytes';
-  const inm = req.headers['if-none-match'];
-  if (inm ? etagMatches(inm, a.etag) : notModifiedSince(req.headers['if-modified-since'], a.lastModified)) {
-    res.writeHead(304, headers);
-    res.end();
-    return;
+/** The request headers that change what a ready answer sends. */
+export interface AnswerRequest {
+  method: string;
+  ifNoneMatch: string | undefined;
+  ifModifiedSince: string | undefined;
+  range: string | undefined;
+  acceptEncoding: string | undefined;
+}
+
+export type ReplyHeaders = Array<[string, string | number]>;
+
+/** A ready answer as sent for one request: status, headers in order (before Date and Connection), body. */
+export interface Reply {
+  status: 200 | 206 | 304;
+  headers: ReplyHeaders;
+  /** absent for 304 and HEAD */
+  body: Buffer | undefined;
+}
+
+function baseHeaders(a: CachedAnswer): ReplyHeaders {
+  const h: ReplyHeaders = [['Content-Type', a.contentType], ['Cache-Control', a.cacheControl], ['ETag', a.etag], ['Vary', 'Accept-Encoding']];
+  if (a.cors) h.push(['Access-Control-Allow-Origin', '*']);
+  if (a.lastModified) h.push(['Last-Modified', a.lastModified]);
+  if (a.ranges) h.push(['Accept-Ranges', 'bytes']);
+  return h;
+}
+
+/**
+ * What a ready answer sends for a request: 304 on a matching If-None-Match
+ * (or If-Modified-Since without it), one byte range, or the body compressed
+ * when the client takes it; `unsatisfiable` for a range past the end.
+ * One rule for both writers below.
+ */
+export function replyFor(a: CachedAnswer, r: AnswerRequest): Reply | 'unsatisfiable' {
+  const headers = baseHeaders(a);
+  if (r.ifNoneMatch ? etagMatches(r.ifNoneMatch, a.etag) : notModifiedSince(r.ifModifiedSince, a.lastModified)) {
+    return { status: 304, headers, body: undefined };
   }
-  const range = a.ranges ? parseRange(req.headers.range, a.body.length) : undefined;
-  if (range === 'unsatisfiable') {
+  const head = r.method === 'HEAD';
+  const range = a.ranges ? parseRange(r.range, a.body.length) : undefined;
+  if (range === 'unsatisfiable') return range;
+  if (range) {
+    headers.push(['Content-Range', `bytes ${range.start}-${range.end}/${a.body.length}`], ['Content-Length', range.end - range.start + 1]);
+    return { status: 206, headers, body: head ? undefined : a.body.subarray(range.start, range.end + 1) };
+  }
+  const enc = a.compressible ? preferredEncoding(r.acceptEncoding) : undefined;
+  const compressed = encoded(a, enc);
+  const body = compressed ?? a.body;
+  if (compressed) headers.push(['Content-Encoding', enc!]);
+  headers.push(['Content-Length', body.length]);
+  return { status: 200, headers, body: head ? undefined : body };
+}
+
+/** Writes a ready answer through Node's response. */
+export function writeAnswer(req: http.IncomingMessage, res: http.ServerResponse, a: CachedAnswer): void {
+  const reply = replyFor(a, {
+    method: req.method ?? 'GET',
+    ifNoneMatch: req.headers['if-none-match'],
+    ifModifiedSince: req.headers['if-modified-since'],
+    range: req.headers.range,
+    acceptEncoding: req.headers['accept-encoding'],
+  });
+  if (reply === 'unsatisfiable') {
     sendError(res, HttpError.of('rangeNotSatisfiable', { 'Content-Range': `bytes */${a.body.length}` }));
     return;
   }
-  if (range) {
-    headers['Content-Range'] = `bytes ${range.start}-${range.end}/${a.body.length}`;
-    headers['Content-Length'] = range.end - range.start + 1;
-    res.writeHead(206, headers);
-    res.end(req.method === 'HEAD' ? undefined : a.body.subarray(range.start, range.end + 1));
-    return;
-  }
-  const enc = a.compressible ? preferredEncoding(req.headers['accept-encoding']) : undefined;
-  const compressed = encoded(a, enc);
-  const body = compressed ?? a.body;
-  if (compressed) headers['Content-Encoding'] = enc;
-  headers['Content-Length'] = body.length;
-  res.writeHead(200, headers);
-  res.end(req.method === 'HEAD' ? undefined : body);
+  const headers: http.OutgoingHttpHeaders = {};
+  for (const [name, value] of reply.headers) headers[name] = value;
+  res.writeHead(reply.status, headers);
+  res.end(reply.body);
 }
 
 /** A bounded map from request URL to answer; the oldest entries go first when it is full. */
