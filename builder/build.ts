@@ -419,9 +419,12 @@ export function writeContext(s: BuildState): string {
 
 /** The commit's time (the same input gives the same layers image), else now. */
 function commitTime(s: BuildState): string {
+  // SOURCE_DATE_EPOCH (reproducible-builds.org): the time to give builds of trees that are no commit
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  const fixed = epoch && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : undefined;
   const l = [...s.layers].reverse().find((x) => x.commit === s.commit);
   const r = s.commit && s.commit !== 'unknown' ? git(l?.repo ?? PROJECT_ROOT, ['show', '-s', '--format=%cI', s.commit]) : undefined;
-  const t = r?.ok ? new Date(r.out) : new Date();
+  const t = r?.ok ? new Date(r.out) : fixed ?? new Date();
   return (Number.isNaN(t.getTime()) ? new Date() : t).toISOString();
 }
 
