@@ -11,7 +11,7 @@ import { SERVICE_VERSION } from '../server/context.js';
 import { byteCompare, walkFiles } from '../server/packages/source.js';
 import { DistributionError, type Distribution } from './distribution.js';
 import { git, materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
-import { cachedSizes, describeShadows, layerSaving, mergeLayers, type LayerSaving, type LayerSplit, type MergeResult, type ShadowEntry } from './merge.js';
+import { cachedSizes, describeShadows, LAYER_SIZES_LABEL, layerSaving, mergeLayers, readSavingsLabel, savingsLabel, type LayerSaving, type LayerSplit, type MergeResult, type ShadowEntry } from './merge.js';
 import { LAYER_PARTS_LABEL, partsLabel, readPartsLabel } from './layer-split.js';
 import { defaultCacheDir } from './package-cache.js';
 import { baseImageOf, composeImage, LAYER_KEYS_LABEL, type BaseImage } from './assemble.js';
@@ -478,7 +478,7 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
   labels[LAYER_KEYS_LABEL] = planned.labelEntries.join(',');
   labels[LAYER_PARTS_LABEL] = partsLabel(Object.fromEntries(s.split!.map((x) => [x.layer, x.bounds])));
   s.savings = await timed(s, 'layer sizes', async () => merge.contributions.map((c) => layerSaving(c, cacheDirOf(s))));
-  labels[LAYER_SIZES_LABEL] = JSON.stringify(Object.fromEntries(s.savings.map(({ layer, ...x }) => [layer, x])));
+  labels[LAYER_SIZES_LABEL] = savingsLabel(s.savings);
   const context = writeContext(s);
 
   let failure: unknown;
@@ -538,9 +538,6 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
   return s.imageId!;
 }
 
-/** The figures of each package layer (LayerSaving without its name), for diff:distribution and lite builds. */
-export const LAYER_SIZES_LABEL = `${LABEL_PREFIX}.layer-sizes`;
-
 /**
  * Splits each package layer under max_layer_size, keeping the split of the
  * last image while each part fits: that of the published image (what nodes
@@ -580,12 +577,23 @@ export async function measureLite(s: BuildState, docker: Docker | undefined): Pr
   const sel = s.distribution.select;
   if (!sel || !s.merge || !s.image) throw new Error('a lite distribution, built');
   const fromRef = `${s.opts.repository ?? sel.fromRepository ?? s.distribution.repository}:${sel.from}`;
+  // the package layers' own figures, as the summaries of both builds give them
+  const layers = (own: LayerSaving[], from: Record<string, Omit<LayerSaving, 'layer'>>) => {
+    const full = Object.values(from);
+    return {
+      written: own.reduce((n, l) => n + l.tarBytes, 0),
+      treeBytes: own.reduce((n, l) => n + l.treeBytes, 0),
+      ...(full.length ? { fromWritten: full.reduce((n, l) => n + l.tarBytes, 0), fromTreeBytes: full.reduce((n, l) => n + l.treeBytes, 0) } : {}),
+    };
+  };
+  const own = s.savings ?? [];
   if (docker && s.engineImageId) {
     const [lite, full] = [await inspectImage(docker, s.engineImageId), await inspectImage(docker, fromRef)];
-    s.lite = { from: sel.from, fromRef, selected: s.merge.served.length, total: s.merge.available, bytes: lite?.Size ?? 0, fromBytes: full?.Size };
+    s.lite = { from: sel.from, fromRef, selected: s.merge.served.length, total: s.merge.available, bytes: lite?.Size ?? 0, fromBytes: full?.Size, ...layers(own, readSavingsLabel(full?.Config?.Labels?.[LAYER_SIZES_LABEL])) };
   } else {
     const full = s.store.resolve(fromRef);
-    s.lite = { from: sel.from, fromRef, selected: s.merge.served.length, total: s.merge.available, bytes: storedBytes(s.image), fromBytes: full ? storedBytes(full) : undefined };
+    const labels = full ? (JSON.parse(full.config.toString('utf8')) as { config?: { Labels?: Record<string, string> | null } }).config?.Labels : undefined;
+    s.lite = { from: sel.from, fromRef, selected: s.merge.served.length, total: s.merge.available, bytes: storedBytes(s.image), fromBytes: full ? storedBytes(full) : undefined, ...layers(own, readSavingsLabel(labels?.[LAYER_SIZES_LABEL])) };
   }
   return s.lite;
 }

@@ -64,6 +64,11 @@ export interface LiteSizes {
   /** size of the full `from` image in the local engine; undefined: not built */
   fromBytes?: number;
   fromRef: string;
+  /** the package layers' tar bytes and the bytes of their files (the build summary's figures), and those of the full image (its layer-sizes label) */
+  written?: number;
+  treeBytes?: number;
+  fromWritten?: number;
+  fromTreeBytes?: number;
 }
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
@@ -72,5 +77,8 @@ export function describeLite(l: LiteSizes): string {
   return `lite: ${l.selected} of ${l.total} package versions, image ${mb(l.bytes)} vs `
     + (l.fromBytes === undefined ? `full ${l.from} image (${l.fromRef}) not built`
       // the base image is most of both: the difference says what the selection saves
-      : `full ${l.from} image ${mb(l.fromBytes)} (${Math.round(Math.abs(l.fromBytes - l.bytes) / 1e3)} kB ${l.bytes <= l.fromBytes ? 'smaller' : 'larger'})`);
+      : `full ${l.from} image ${mb(l.fromBytes)} (${Math.round(Math.abs(l.fromBytes - l.bytes) / 1e3)} kB ${l.bytes <= l.fromBytes ? 'smaller' : 'larger'})`)
+    + (l.written === undefined ? ''
+      : `; package layers ${mb(l.written)} written for ${mb(l.treeBytes ?? 0)} of files`
+        + (l.fromWritten === undefined ? '' : ` vs ${mb(l.fromWritten)} for ${mb(l.fromTreeBytes ?? 0)} in the full image`));
 }

@@ -465,6 +465,26 @@ export function layerSaving(c: LayerContribution, cacheDir: string | undefined):
   };
 }
 
+/** The image label with each package layer's figures (LayerSaving without its name): diff:distribution and lite builds read them. */
+export const LAYER_SIZES_LABEL = 'org.elastic.package-registry.layer-sizes';
+
+export function savingsLabel(savings: LayerSaving[]): string {
+  return JSON.stringify(Object.fromEntries(savings.map(({ layer, ...x }) => [layer, x])));
+}
+
+/** The figures of each layer from an image's label; an image built before it had them (or anything unreadable): none. */
+export function readSavingsLabel(text: string | undefined): Record<string, Omit<LayerSaving, 'layer'>> {
+  if (!text) return {};
+  try {
+    const v = JSON.parse(text) as Record<string, Omit<LayerSaving, 'layer'>>;
+    return v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).filter(([, x]) => x && typeof x.tarBytes === 'number' && typeof x.treeBytes === 'number'))
+      : {};
+  } catch {
+    return {};
+  }
+}
+
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
 /** "108202 files (22074 distinct): 537.8 MB written for 1610.8 MB of files (33%), 2 parts, the biggest 290.1 MB" */

@@ -4,6 +4,7 @@ import { engine, ensureEngine, EngineOperationError } from '../image.js';
 import { diffDetails, diffLine, diffPackages } from './diff.js';
 import { readPublished, type PublishedFrom, type PublishedImage } from './published.js';
 import { optionValue } from '../args.js';
+import { LAYER_SIZES_LABEL, readSavingsLabel, type LayerSaving } from '../merge.js';
 
 /**
  * diff:distribution <A> <B>: what B serves that A does not (added), what it
@@ -85,12 +86,27 @@ export async function diffCommand(argv: string[]): Promise<number> {
   const [a, b] = images;
   const d = diffPackages(a.list.packages, b.list.packages);
   const sizeDelta = b.size - a.size;
-  const side = (p: PublishedImage) => ({ ref: p.ref, image: p.image, source: p.source, size: p.size, distribution: p.list.distribution, packages: p.list.packages.length, packagesDigest: p.list.packagesDigest });
+  const side = (p: PublishedImage) => ({
+    ref: p.ref, image: p.image, source: p.source, size: p.size, distribution: p.list.distribution, packages: p.list.packages.length, packagesDigest: p.list.packagesDigest,
+    // each package layer's figures as its build summary gave them (none for an image built before they were recorded)
+    layers: readSavingsLabel(p.labels[LAYER_SIZES_LABEL]),
+  });
   if (args.json) {
     process.stdout.write(`${JSON.stringify({ a: side(a), b: side(b), added: d.added, removed: d.removed, changed: d.changed, unchanged: d.unchanged, sizeDelta })}\n`);
     return 0;
   }
   process.stdout.write(`${a.ref} (${a.image.slice(7, 19)}) -> ${b.ref} (${b.image.slice(7, 19)}): ${diffLine(d, sizeDelta)}, ${d.unchanged} unchanged\n`);
+  for (const l of layerSizeLines(side(a).layers, side(b).layers)) process.stdout.write(`  ${l}\n`);
   for (const l of diffDetails(d)) process.stdout.write(`  ${l}\n`);
   return 0;
+}
+
+type Figures = Omit<LayerSaving, 'layer'>;
+const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+const figures = (f: Figures | undefined) => (f ? `${mb(f.tarBytes)} written for ${mb(f.treeBytes)} of files, ${f.parts} part${f.parts === 1 ? '' : 's'} (biggest ${mb(f.biggestPart)})` : 'none');
+
+/** One line per package layer of either image: what it wrote against its files, A -> B. */
+export function layerSizeLines(a: Record<string, Figures>, b: Record<string, Figures>): string[] {
+  const names = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+  return names.map((n) => `layer ${n}: ${figures(a[n])} -> ${figures(b[n])}`);
 }

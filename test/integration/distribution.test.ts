@@ -8,6 +8,7 @@
  * image tag lives in a test-only repository on the test registry, and
  * everything created is removed at the end.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -296,6 +297,112 @@ describe('distribution images (Docker engine + registry)', function () {
     expect([whole.layersSent, whole.layersReused]).to.deep.equal([1, 1]);
     expect(await layersOf(whole.image)).to.have.length(a.length);
     expect(await answers(whole.image)).to.deep.equal(viaDelta);
+  });
+
+  it('max_layer_size splits a layer into parts: one new version changes one part, a delta goes across parts, every answer as with one part', async () => {
+    const work = tmpDir('epr-it-split-');
+    const upper = path.join(work, 'upper');
+    writeDirPackage(path.join(work, 'lower'), { name: 'lower_pkg', version: '1.0.0', readme: `lower ${Date.now()}\n` });
+    // about 100 kB a name: each version's filler its own, an icon shared by its versions
+    const filler = (seed: string, bytes = 40_000) => crypto.createHash('sha256').update(seed).digest('hex').repeat(Math.ceil(bytes / 64)).slice(0, bytes);
+    const version = (n: string, v: string, bytes?: number) => writeDirPackage(upper, {
+      name: n, version: v, readme: `${n} ${v}\n`, files: { 'docs/extra.md': filler(`${n}${v}${Date.now()}`, bytes ?? 40_000), ...(bytes ? {} : { 'img/icon.png': filler(`${n} icon`, 20_000) }) },
+    });
+    for (const n of ['split_a', 'split_c', 'split_d', 'split_f']) for (const v of ['1.0.0', '1.1.0']) version(n, v);
+    // and one name of many small versions: a part of its own, of which one version is little (a delta's case)
+    for (let i = 0; i < 12; i++) version('split_e', `1.${i}.0`, 13_000);
+    await writeZipPackage(upper, { name: 'split_zip', version: '1.0.0', files: { 'docs/extra.md': filler('zip') } });
+    const define = (name: string, extra: string[]) => {
+      const cacheDir = tmpDir('epr-it-cache-');
+      const file = path.join(work, `${name}.yml`);
+      fs.writeFileSync(file, [
+        `name: ${name}`, 'image:', `  repository: ${repo}`, 'package_registry:', '  version: 1.40.1', ...extra, 'layers:',
+        '  - name: lower', '    source:', `      directory: ${path.join(work, 'lower')}`,
+        '  - name: upper', '    source:', `      directory: ${upper}`,
+      ].join('\n'));
+      return async (...args: string[]) => {
+        const r = await cli(['build', file, '--json', '--cache-dir', cacheDir, ...args]);
+        expect(r.code, r.stderr).to.equal(0);
+        const summary = JSON.parse(r.stdout) as SplitJson;
+        for (const t of summary.tags) createdRefs.add(t);
+        return summary;
+      };
+    };
+    type SplitJson = BuildJson & {
+      packed: { layers: number };
+      oversized?: unknown[];
+      layers: Array<{ name: string; parts: number; biggestPart: number; imageLayers: number; files: number; distinctFiles: number; tarBytes: number; treeBytes: number; bounds: string[] }>;
+    };
+    const cap = 300_000;
+    const split = define('itsplit', ['max_layer_size: 300kB']);
+    const whole = define('itwhole', []);
+    const answers = async (image: string) => {
+      const c = await run(image);
+      const get = async (p: string) => {
+        const r = await fetch(`${c.url}${p}`);
+        const body = Buffer.from(await r.arrayBuffer());
+        return `${r.status} ${r.headers.get('content-type')} ${body.length} ${crypto.createHash('sha256').update(body).digest('hex')}`;
+      };
+      const search = await (await fetch(`${c.url}/search?all=true&prerelease=true`)).json() as Array<{ name: string; version: string; download: string }>;
+      const out: Record<string, string> = { search: await get('/search?all=true&prerelease=true'), categories: await get('/categories?include_policy_templates=true') };
+      for (const p of search) {
+        out[`${p.name}@${p.version}`] = await get(`/package/${p.name}/${p.version}/`);
+        out[`${p.name}@${p.version} readme`] = await get(`/package/${p.name}/${p.version}/docs/README.md`);
+        out[`${p.name}@${p.version} zip`] = await get(p.download);
+      }
+      await stop(c);
+      return out;
+    };
+
+    const s1 = await split('--no-delta');
+    const w1 = await whole();
+    const up1 = s1.layers.find((l) => l.name === 'upper')!;
+    expect(up1.parts, JSON.stringify(up1)).to.be.greaterThan(2);
+    expect(up1.imageLayers).to.equal(up1.parts + 1);
+    for (const l of s1.layers) expect(l.biggestPart, l.name).to.be.at.most(cap);
+    expect(s1.oversized).to.deep.equal([]);
+    expect(w1.layers.find((l) => l.name === 'upper')!.parts).to.equal(1);
+    // the same files either way; the split only costs each part its own copy of what parts share
+    expect(up1.files).to.equal(w1.layers.find((l) => l.name === 'upper')!.files);
+    const [a, aw] = [await layersOf(s1.image), await layersOf(w1.image)];
+    expect(a.length).to.equal(aw.length + up1.parts);
+    const before = await answers(s1.image);
+    expect(before).to.deep.equal(await answers(w1.image));
+
+    // one new version of one package: one package part changes (and the layer's index part); the split is read back and kept
+    version('split_c', '1.2.0');
+    const s2 = await split('--no-delta');
+    const up2 = s2.layers.find((l) => l.name === 'upper')!;
+    expect(up2.bounds).to.deep.equal(up1.bounds);
+    const b = await layersOf(s2.image);
+    expect(b).to.have.length(a.length);
+    const differ = b.map((d, i) => (d !== a[i] ? i : -1)).filter((i) => i >= 0);
+    const indexAt = a.length - 2;
+    // a package part, the index part and the top layer (Dockerfile.distribution's)
+    expect(differ).to.have.length(3);
+    expect(differ.slice(1)).to.deep.equal([indexAt, a.length - 1]);
+    expect(s2.packed.layers, 'one part and the index part packed').to.equal(2);
+    expect(s2.layersSent).to.equal(indexAt - differ[0] + 1);
+    for (const l of s2.layers) expect(l.biggestPart, l.name).to.be.at.most(cap);
+
+    // a changed package with deltas allowed: one delta above all of the last image's parts, its index included
+    fs.writeFileSync(path.join(upper, 'split_e', '1.3.0', 'docs', 'README.md'), 'split_e changed\n');
+    const s3 = await split();
+    expect(s3.delta, 'a delta').to.include({ changed: 1, added: 0, removed: 0 });
+    expect([s3.layersSent, s3.packed.layers]).to.deep.equal([1, 1]);
+    const c = await layersOf(s3.image);
+    expect(c).to.have.length(b.length + 1);
+    expect(c.slice(0, b.length - 1)).to.deep.equal(b.slice(0, b.length - 1));
+    const w3 = await whole('--no-delta');
+    const after = await answers(s3.image);
+    expect(after['split_e@1.3.0 readme']).to.not.equal(before['split_e@1.3.0 readme']);
+    expect(after['split_c@1.2.0']).to.match(/^200 /);
+    expect(after).to.deep.equal(await answers(w3.image));
+    // and sent whole, the same answers from parts
+    const s4 = await split('--no-delta');
+    expect(s4.delta).to.equal(undefined);
+    expect(s4.packed.layers).to.equal(2);
+    expect(await answers(s4.image)).to.deep.equal(after);
   });
 
   describe('tags from a git layer', () => {

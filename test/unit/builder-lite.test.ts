@@ -200,5 +200,8 @@ describe('builder: lite distributions', () => {
       .to.equal('lite: 6 of 13 package versions, image 133.7 MB vs full snapshot image 133.9 MB (160 kB smaller)');
     expect(describeLite({ from: 'snapshot', fromRef: 'r:snapshot', selected: 6, total: 13, bytes: 133_700_000 }))
       .to.equal('lite: 6 of 13 package versions, image 133.7 MB vs full snapshot image (r:snapshot) not built');
+    // the package layers' figures, as the build summaries give them
+    expect(describeLite({ from: 'snapshot', fromRef: 'r:snapshot', selected: 6, total: 13, bytes: 133_700_000, fromBytes: 133_860_400, written: 310_000, treeBytes: 1_200_000, fromWritten: 900_000, fromTreeBytes: 3_400_000 }))
+      .to.equal('lite: 6 of 13 package versions, image 133.7 MB vs full snapshot image 133.9 MB (160 kB smaller); package layers 0.3 MB written for 1.2 MB of files vs 0.9 MB for 3.4 MB in the full image');
   });
 });

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { DEFAULT_MAX_LAYER_SIZE, DistributionError, parseDistributionText, parseLayerSize } from '../../builder/distribution.js';
 import { LAYER_PARTS_LABEL, partsLabel, readPartsLabel, splitUnits, type SplitPlan, type SplitUnit } from '../../builder/layer-split.js';
-import { mergeLayers } from '../../builder/merge.js';
+import { describeSaving, layerSaving, mergeLayers, readSavingsLabel, savingsLabel } from '../../builder/merge.js';
+import { layerSizeLines } from '../../builder/stages/diff-cli.js';
 import { tarSize } from '../../builder/tar.js';
 import type { MaterialisedLayer } from '../../builder/sources.js';
 import { cleanupTmp, tmpDir, writeDirPackage } from '../helpers/fixtures.js';
@@ -233,6 +234,18 @@ describe('builder: max_layer_size', () => {
       expect(differ[differ.length - 1]).to.equal(true);
       const changed = after.imageLayers[differ.indexOf(true)];
       expect(changed.entries.some((e) => e.name.includes('delta/1.2.0'))).to.equal(true);
+      // what it saved, over all its image layers: the figures the summary, the label, diff:distribution and lite builds show
+      const saving = layerSaving(after, undefined);
+      expect(saving).to.include({ layer: 'production', parts: after.imageLayers.length - 1, imageLayers: after.imageLayers.length, files: after.sizes.files });
+      expect(saving.tarBytes).to.equal(after.imageLayers.reduce((n, p) => n + tarSize(p.entries), 0));
+      expect(saving.biggestPart).to.be.at.most(cap);
+      expect(saving.treeBytes).to.equal(after.sizes.treeBytes);
+      expect(describeSaving(saving)).to.match(/^\d+ files \(\d+ written whole, \d+ as links\): \d+\.\d MB written for \d+\.\d MB of files \(\d+%\), \d+ parts and the index part, the biggest \d+\.\d MB$/);
+      const label = readSavingsLabel(savingsLabel([saving]));
+      const { layer: _, ...figures } = saving;
+      expect(label.production).to.deep.equal(figures);
+      expect(layerSizeLines({}, label)).to.deep.equal([`layer production: none -> ${(saving.tarBytes / 1e6).toFixed(1)} MB written for ${(saving.treeBytes / 1e6).toFixed(1)} MB of files, ${saving.parts} parts (biggest ${(saving.biggestPart / 1e6).toFixed(1)} MB)`]);
+      expect(readSavingsLabel('nonsense')).to.deep.equal({});
       // a layer that fits stays one image layer, the baked index in it
       const whole = after.split(1e9);
       expect(whole.bounds).to.have.length(1);
