@@ -301,11 +301,70 @@ function openZip(archive: ZipArchive): Promise<yauzl.ZipFile> {
   });
 }
 
-async function listZipEntries(archive: ZipArchive): Promise<Array<{ name: string; size: number; span: EntrySpan }>> {
+type ListedEntry = { name: string; size: number; span: EntrySpan };
+
+/**
+ * The entries of a plain zip's central directory, read in one piece: yauzl
+ * reads each record with reads of its own, which cost more than all the rest
+ * of opening a zip package. Anything this does not read exactly as yauzl
+ * would (zip64, names that are not plain UTF-8 or ASCII, unicode path extra
+ * fields, backslashes or unsafe names, stored entries whose sizes differ,
+ * anything inconsistent) gives undefined, and yauzl reads the zip, with its
+ * own checks and error messages.
+ */
+function readCentralDirectory(archive: ZipArchive): ListedEntry[] | undefined {
+  const size = archive.size;
+  if (size < 22) return undefined;
+  const tailLength = Math.min(size, 22 + 0xffff);
+  const tail = archive.readSync(size - tailLength, tailLength);
+  // the last end-of-central-directory signature, as yauzl takes it
+  let eocd = tail.length - 22;
+  while (eocd >= 0 && tail.readUInt32LE(eocd) !== 0x06054b50) eocd--;
+  if (eocd < 0 || eocd + 22 + tail.readUInt16LE(eocd + 20) !== tail.length || tail.readUInt16LE(eocd + 4) !== 0 || tail.readUInt16LE(eocd + 6) !== 0) return undefined;
+  const count = tail.readUInt16LE(eocd + 10);
+  const cdSize = tail.readUInt32LE(eocd + 12);
+  const cdOffset = tail.readUInt32LE(eocd + 16);
+  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff || tail.readUInt16LE(eocd + 8) !== count) return undefined;
+  if (cdOffset + cdSize > size - tailLength + eocd) return undefined;
+  const cd = archive.readSync(cdOffset, cdSize);
+  const out: ListedEntry[] = [];
+  let at = 0;
+  for (let n = 0; n < count; n++) {
+    if (at + 46 > cd.length || cd.readUInt32LE(at) !== 0x02014b50) return undefined;
+    const flags = cd.readUInt16LE(at + 8);
+    const method = cd.readUInt16LE(at + 10);
+    const compressedSize = cd.readUInt32LE(at + 20);
+    const uncompressed = cd.readUInt32LE(at + 24);
+    const nameLength = cd.readUInt16LE(at + 28);
+    const extraLength = cd.readUInt16LE(at + 30);
+    const commentLength = cd.readUInt16LE(at + 32);
+    const localHeader = cd.readUInt32LE(at + 42);
+    const end = at + 46 + nameLength + extraLength + commentLength;
+    if (end > cd.length || compressedSize === 0xffffffff || uncompressed === 0xffffffff || localHeader === 0xffffffff) return undefined;
+    if (method === 0 && compressedSize !== uncompressed) return undefined;
+    const nameBytes = cd.subarray(at + 46, at + 46 + nameLength);
+    if (!(flags & 0x800) && nameBytes.some((b) => b >= 0x80)) return undefined;
+    for (let x = at + 46 + nameLength; x + 4 <= at + 46 + nameLength + extraLength;) {
+      if (cd.readUInt16LE(x) === 0x7075) return undefined;
+      x += 4 + cd.readUInt16LE(x + 2);
+    }
+    const name = nameBytes.toString('utf8');
+    if (name.includes('\\') || name.includes('\ufffd') || unsafeEntryName(name)) return undefined;
+    out.push({ name, size: uncompressed, span: { method, flags, compressedSize, localHeader } });
+    at = end;
+  }
+  return out;
+}
+
+async function listZipEntries(archive: ZipArchive): Promise<ListedEntry[]> {
+  try {
+    const listed = readCentralDirectory(archive);
+    if (listed) return listed;
+  } catch { /* yauzl reads it and says what is wrong */ }
   const location = archive.file;
   const zip = await openZip(archive);
   return new Promise((resolve, reject) => {
-    const out: Array<{ name: string; size: number; span: EntrySpan }> = [];
+    const out: ListedEntry[] = [];
     zip.on('entry', (e: yauzl.Entry) => {
       out.push({ name: e.fileName, size: e.uncompressedSize, span: { method: e.compressionMethod, flags: e.generalPurposeBitFlag, compressedSize: e.compressedSize, localHeader: e.relativeOffsetOfLocalHeader } });
       zip.readEntry();

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { SourceError, ZipSource } from '../../server/packages/source.js';
 import { ZipWriter } from '../../bench/zip-writer.js';
@@ -50,6 +51,38 @@ describe('ZipSource: entries read where the central directory says', () => {
       }
     });
   }
+
+  it('lists what yauzl lists, zip comment or not (the central directory read in one piece)', async () => {
+    for (const [i, comment] of ['', 'a comment after the central directory'].entries()) {
+      const file = path.join(dir, `listed-${i}.zip`);
+      const zip = new ZipWriter().zip('p-1.0.0', Object.entries(FILES));
+      zip.writeUInt16LE(comment.length, zip.length - 2);
+      fs.writeFileSync(file, Buffer.concat([zip, Buffer.from(comment)]));
+      const source = await ZipSource.open(file);
+      const listed = await new Promise<Array<{ path: string; size: number }>>((resolve, reject) => {
+        yauzl.open(file, { lazyEntries: true }, (err, z) => {
+          if (err || !z) { reject(err); return; }
+          const out: Array<{ path: string; size: number }> = [];
+          z.on('entry', (e: yauzl.Entry) => { if (!e.fileName.endsWith('/')) out.push({ path: e.fileName.slice(e.fileName.indexOf('/') + 1), size: e.uncompressedSize }); z.readEntry(); });
+          z.on('end', () => { z.close(); resolve(out); });
+          z.readEntry();
+        });
+      });
+      expect(source.files().map((f) => ({ path: f.path, size: f.size }))).to.deep.equal(listed);
+      expect(source.hasDirectoryEntries).to.equal(true);
+      expect((await source.readFile('docs/README.md')).equals(FILES['docs/README.md'])).to.equal(true);
+    }
+  });
+
+  it('a zip it cannot read in one piece is left to yauzl, with its errors', async () => {
+    const file = path.join(dir, 'cut.zip');
+    const zip = new ZipWriter().zip('p-1.0.0', Object.entries(FILES));
+    fs.writeFileSync(file, zip.subarray(0, zip.length - 10));
+    let failed: unknown;
+    try { await ZipSource.open(file); } catch (err) { failed = err; }
+    expect(failed).to.be.instanceOf(SourceError);
+    expect(String(failed)).to.match(/cannot read zip cut\.zip/);
+  });
 
   it('an entry that inflates to another size than the directory says is an error, read or streamed', async () => {
     const file = path.join(dir, 'lies.zip');
