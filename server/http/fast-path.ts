@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type net from 'node:net';
-import { replyFor, type CachedAnswer, type Reply, type ResponseCache } from './response-cache.js';
+import { replyFor, type CachedAnswer, type FileAnswer, type Reply, type ResponseCache } from './response-cache.js';
 import type { AccessRecord } from '../logger.js';
 
 /**
@@ -107,6 +107,16 @@ export function replyHead(reply: Reply, keepAliveSeconds: number): string {
   return `${s}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
 }
 
+/** The head Node writes for a file answer (GET, 200, the route's headers as it set them). */
+export function fileHead(a: FileAnswer, keepAliveSeconds: number): string {
+  let s = 'HTTP/1.1 200 OK\r\n';
+  for (const [name, value] of a.headers) {
+    if (Array.isArray(value)) for (const v of value) s += `${name}: ${v}\r\n`;
+    else s += `${name}: ${value}\r\n`;
+  }
+  return `${s}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
+}
+
 export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
   const keepAliveSeconds = Math.floor(o.server.keepAliveTimeout / 1000);
   let pending: Buffer | undefined;
@@ -145,17 +155,27 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
       const head = o.open() ? parseHead(buf.toString('latin1', off, end)) : undefined;
       const answer: CachedAnswer | undefined = head ? o.answers.get(head.url) : undefined;
       const reply = answer && head ? replyFor(answer, head) : undefined;
-      if (!reply || reply === 'unsatisfiable') { handOff(buf.subarray(off)); return; }
+      // a file answer (a directory package's zip) is GET only, whatever else the request says, as in the route
+      const file = !answer && head?.method === 'GET' ? o.answers.getFile(head.url) : undefined;
+      if ((!reply || reply === 'unsatisfiable') && !file?.body) { handOff(buf.subarray(off)); return; }
       off = end + 4;
       socket.cork();
-      socket.write(replyHead(reply, keepAliveSeconds), 'latin1');
-      if (reply.body && reply.body.length > 0) socket.write(reply.body);
+      let status: number;
+      if (reply && reply !== 'unsatisfiable') {
+        status = reply.status;
+        socket.write(replyHead(reply, keepAliveSeconds), 'latin1');
+        if (reply.body && reply.body.length > 0) socket.write(reply.body);
+      } else {
+        status = 200;
+        socket.write(fileHead(file!, keepAliveSeconds), 'latin1');
+        socket.write(file!.body!);
+      }
       socket.uncork();
       o.touched(socket);
       o.access?.({
         method: head!.method,
         url: head!.url,
-        status: reply.status,
+        status,
         durationNs: Number(process.hrtime.bigint() - start),
         userAgent: head!.userAgent,
         sourceAddress: socket.remoteAddress,

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import zlib from 'node:zlib';
 import type http from 'node:http';
 import { HttpError } from './errors.js';
@@ -38,6 +39,8 @@ export interface FileAnswer {
   size: number;
   /** header names in the route's order and casing */
   headers: Array<[string, string | number | string[]]>;
+  /** the file's bytes, once read (within the cache's budget for them): one write, no file reads */
+  body?: Buffer;
 }
 
 /** The headers set on a response so far, in order and with their casing, to write them again later. */
@@ -52,6 +55,12 @@ export function headersOf(res: http.ServerResponse): FileAnswer['headers'] {
  * (evicted from its cache since), before anything has been written.
  */
 export function writeFileAnswer(res: http.ServerResponse, a: FileAnswer, fallback: () => void): void {
+  if (a.body) {
+    for (const [name, value] of a.headers) res.setHeader(name, value);
+    res.writeHead(200);
+    res.end(a.body);
+    return;
+  }
   openFile(a.file).then((fd) => {
     for (const [name, value] of a.headers) res.setHeader(name, value);
     res.writeHead(200);
@@ -192,8 +201,10 @@ export class ResponseCache {
   private readonly map = new Map<string, CachedAnswer>();
   private readonly files = new Map<string, FileAnswer>();
   private bytes = 0;
+  private fileBodyBytes = 0;
 
-  constructor(private readonly maxEntries = 5000, private readonly maxBytes = 64 * 1024 * 1024) {}
+  /** 32 MiB of file bodies: the zips being downloaded most, each at most 8 MiB */
+  constructor(private readonly maxEntries = 5000, private readonly maxBytes = 64 * 1024 * 1024, private readonly maxFileBodyBytes = 32 * 1024 * 1024) {}
 
   get(url: string): CachedAnswer | undefined {
     return this.map.get(url);
@@ -214,13 +225,35 @@ export class ResponseCache {
     return this.files.get(url);
   }
 
+  /** Keeps a file answer; its bytes are read into memory meanwhile when they fit the budget for file bodies. */
   setFile(url: string, a: FileAnswer): void {
-    this.files.delete(url);
+    this.deleteFile(url);
     this.files.set(url, a);
-    if (this.files.size > this.maxEntries) this.files.delete(this.files.keys().next().value as string);
+    if (this.files.size > this.maxEntries) this.deleteFile(this.files.keys().next().value as string);
+    if (a.size > this.maxFileBodyBytes / 4) return;
+    fs.readFile(a.file, (err, body) => {
+      if (err || body.length !== a.size || this.files.get(url) !== a) return;
+      a.body = body;
+      this.fileBodyBytes += body.length;
+      // the oldest bodies go first; their answers are written from the file again
+      for (const [otherUrl, other] of this.files) {
+        if (this.fileBodyBytes <= this.maxFileBodyBytes) break;
+        if (other !== a) this.evictFileBody(otherUrl);
+      }
+    });
+  }
+
+  /** The file answer's bytes leave memory; it is written from its file again. */
+  evictFileBody(url: string): void {
+    const a = this.files.get(url);
+    if (!a?.body) return;
+    this.fileBodyBytes -= a.body.length;
+    a.body = undefined;
   }
 
   deleteFile(url: string): void {
+    const a = this.files.get(url);
+    if (a?.body) this.fileBodyBytes -= a.body.length;
     this.files.delete(url);
   }
 

@@ -87,6 +87,25 @@ describe('server: the fast path for ready answers', function () {
     });
   }
 
+  it("a directory package's zip, once made and read into memory: the bytes Node writes, without Node", async () => {
+    const p = '/epr/web_pkg/web_pkg-1.0.0.zip';
+    await get(fast.url, p);
+    await get(node.url, p);
+    // its bytes are read into memory after the first download
+    await new Promise((r) => setTimeout(r, 200));
+    const bytes = req(p, ['User-Agent: Go-http-client/1.1', 'Accept-Encoding: gzip']);
+    const before = nodeRequests;
+    const [a, b] = await Promise.all([exchange(fast.url, bytes + bytes), exchange(node.url, bytes + bytes)]);
+    expect(nodeRequests - before, 'requests Node saw').to.equal(0);
+    expect(a).to.match(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(a).to.include('Content-Type: application/zip');
+    expect(noDate(a)).to.equal(noDate(b));
+    // HEAD and ranges are the route's
+    const head = req(p, ['Range: bytes=0-9'], 'HEAD');
+    const [c, d] = await Promise.all([exchange(fast.url, head), exchange(node.url, head)]);
+    expect(noDate(c)).to.equal(noDate(d));
+  });
+
   it('pipelined: a ready answer, then one for Node, then a ready one: in order, the connection handed over', async () => {
     await get(fast.url, '/search');
     await get(node.url, '/search');

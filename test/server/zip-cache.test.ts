@@ -85,6 +85,11 @@ describe('server: zips of directory packages kept on disk', function () {
     const kept = await reg.loaded.ctx.zips!.get(new DirectorySource(dir), 'zc-1.0.0');
     expect(kept).to.not.equal(undefined);
     fs.rmSync(kept!.file);
+    // once read into memory, its bytes no longer need the file
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await get(reg.url, URL_PATH)).body.equals(onTheFly)).to.equal(true);
+    // out of memory again (as past the budget for file bodies), it is written from the file, which is gone
+    reg.loaded.ctx.answers!.evictFileBody(URL_PATH);
     for (let i = 0; i < 2; i++) {
       const again = await get(reg.url, URL_PATH);
       expect(again.status).to.equal(200);
