@@ -11,7 +11,7 @@ import { SERVICE_VERSION } from '../server/context.js';
 import { byteCompare, walkFiles } from '../server/packages/source.js';
 import { DistributionError, type Distribution } from './distribution.js';
 import { git, materialiseLayer, projectCommit, tagsPointingAt, type MaterialisedLayer } from './sources.js';
-import { cachedSizes, describeShadows, LAYER_SIZES_LABEL, layerSaving, mergeLayers, readSavingsLabel, savingsLabel, type LayerSaving, type LayerSplit, type MergeResult, type ShadowEntry } from './merge.js';
+import { cachedSizes, describeShadows, imageLayerSizes, LAYER_SIZES_LABEL, layerSaving, mergeLayers, readSavingsLabel, savingsLabel, type LayerSaving, type LayerSplit, type MergeResult, type ShadowEntry } from './merge.js';
 import { LAYER_PARTS_LABEL, partsLabel, readPartsLabel } from './layer-split.js';
 import { defaultCacheDir } from './package-cache.js';
 import { baseImageOf, composeImage, LAYER_KEYS_LABEL, type BaseImage } from './assemble.js';
@@ -478,6 +478,12 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
   labels[LAYER_KEYS_LABEL] = planned.labelEntries.join(',');
   labels[LAYER_PARTS_LABEL] = partsLabel(Object.fromEntries(s.split!.map((x) => [x.layer, x.bounds])));
   s.savings = await timed(s, 'layer sizes', async () => merge.contributions.map((c) => layerSaving(c, cacheDirOf(s))));
+  // a baked index larger than the cap cannot be split: said like a package version over it
+  merge.contributions.forEach((c, i) => {
+    const index = c.imageLayers.find((p) => p.role === 'index');
+    const bytes = index ? imageLayerSizes(index, cacheDirOf(s)).tarBytes : 0;
+    if (bytes > s.distribution.maxLayerSize) s.split![i].oversized.push({ name: 'its baked index', version: `(${c.packages.length} package versions)`, bytes });
+  });
   labels[LAYER_SIZES_LABEL] = savingsLabel(s.savings);
   const context = writeContext(s);
 

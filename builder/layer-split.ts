@@ -33,6 +33,7 @@ export interface SplitUnit {
 }
 
 const BLOCK = 512;
+const NO_DATA = Buffer.alloc(0);
 const padded = (n: number) => Math.ceil(n / BLOCK) * BLOCK;
 
 /**
@@ -67,7 +68,7 @@ export class PartMeter {
         if (this.dirs.has(d)) break;
         this.dir(d);
       }
-      const file = entryHeaderSize({ name: f.name, type: 'file', size: f.size, data: Buffer.alloc(0) }) + padded(f.size);
+      const file = entryHeaderSize({ name: f.name, type: 'file', size: f.size, data: NO_DATA }) + padded(f.size);
       if (f.size === 0) { this.bytes += file; continue; }
       const key = `${f.size}:${f.content}`;
       const target = this.first.get(key);
@@ -99,8 +100,19 @@ export function compareUnits(a: { name: string; version: string }, b: { name: st
   return byteCompare(a.name, b.name) || compareVersionText(a.version, b.version);
 }
 
+const parsed = new Map<string, semver.SemVer | null>();
+function parseVersion(v: string): semver.SemVer | null {
+  let p = parsed.get(v);
+  if (p === undefined) {
+    if (parsed.size > 100_000) parsed.clear();
+    p = semver.parse(v);
+    parsed.set(v, p);
+  }
+  return p;
+}
+
 function compareVersionText(a: string, b: string): number {
-  const [x, y] = [semver.parse(a), semver.parse(b)];
+  const [x, y] = [parseVersion(a), parseVersion(b)];
   return x && y ? semver.compare(x, y) || byteCompare(a, b) : byteCompare(a, b);
 }
 
@@ -161,7 +173,9 @@ export function splitUnits(units: SplitUnit[], opts: SplitOptions): SplitPlan {
   const previous = (opts.previous ?? []).map(parseBound);
   if (previous.length <= 1) {
     // one part (with the baked index inside) while the whole layer fits
-    const whole = opts.known?.(sorted) ?? meter(sorted) + BLOCK + padded(opts.indexBytes?.() ?? 0);
+    // the baked index is made only when the packages alone fit
+    const packagesOnly = opts.known?.(sorted) === undefined ? meter(sorted) : undefined;
+    const whole = packagesOnly === undefined ? opts.known!(sorted)! : packagesOnly > opts.cap ? packagesOnly : packagesOnly + BLOCK + padded(opts.indexBytes?.() ?? 0);
     if (whole <= opts.cap || sorted.length <= 1) {
       if (sorted.length === 1 && whole > opts.cap) oversized.push({ name: sorted[0].name, version: sorted[0].version, bytes: whole });
       push(sorted, sorted.length ? sorted[0].name : '', whole);

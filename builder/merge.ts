@@ -261,7 +261,10 @@ function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Pack
     for (const h of of) key.update(`${h.path}\0${h.kind}\0${h.digest}\n`);
     return key.digest('hex');
   };
-  const whole = imagePart(l, keep, { role: 'whole', key: keyOf('whole', held), index: true });
+  // made once: the split may need its size, and the whole layer or the index part its bytes
+  let indexBytes: Buffer | undefined;
+  const index = () => (indexBytes ??= indexText(l, keep));
+  const whole = imagePart(l, keep, { role: 'whole', key: keyOf('whole', held), index });
   let imageLayers: ImageLayerPart[] = [whole];
   return {
     name: l.name,
@@ -281,31 +284,32 @@ function contribution(l: MaterialisedLayer, keep: LoadedPackage[], ref: (p: Pack
         return knownBytes?.(keyOf('part', pkgs.map((lp) => held[at.get(lp)!])));
       };
       const top = [`packages`, `packages/${l.name}`];
-      const plan = splitUnits(units, { cap, top, previous, known, indexBytes: () => indexText(l, keep).length });
+      const plan = splitUnits(units, { cap, top, previous, known, indexBytes: () => index().length });
       if (plan.parts.length <= 1) {
         imageLayers = [whole];
       } else {
         // each part in the layer's own order (the tar sorts its entries anyway)
         const parts = plan.parts.map((us, j): ImageLayerPart => {
           const pkgs = us.map((u) => byUnit.get(u)!).sort((a, b) => at.get(a)! - at.get(b)!);
-          return { ...imagePart(l, pkgs, { role: 'packages', key: keyOf('part', pkgs.map((lp) => held[at.get(lp)!])), index: false }), bound: plan.bounds[j] };
+          return imagePart(l, pkgs, { role: 'packages', key: keyOf('part', pkgs.map((lp) => held[at.get(lp)!])), bound: plan.bounds[j] });
         });
-        imageLayers = [...parts, imagePart(l, keep, { role: 'index', key: keyOf('index', held), index: true, packages: false })];
+        imageLayers = [...parts, imagePart(l, [], { role: 'index', key: keyOf('index', held), index })];
       }
       return { bounds: plan.bounds, oversized: plan.oversized, resplit: plan.resplit };
     },
-    deltaEntries: (plan) => layerTar(l, keep, { delta: plan, index: true }).entries,
+    deltaEntries: (plan) => layerTar(l, keep, { delta: plan, index }).entries,
   };
 }
 
-/** An image layer over `keep`, its tar listed when first asked for. */
-function imagePart(l: MaterialisedLayer, keep: LoadedPackage[], o: { role: ImageLayerPart['role']; key: string; index: boolean; packages?: boolean }): ImageLayerPart {
+/** An image layer of `keep`'s packages and maybe the layer's baked index, its tar listed when first asked for. */
+function imagePart(l: MaterialisedLayer, keep: LoadedPackage[], o: { role: ImageLayerPart['role']; key: string; bound?: string; index?: () => Buffer }): ImageLayerPart {
   let tar: LayerTar | undefined;
-  const listed = () => (tar ??= layerTar(l, o.packages === false ? [] : keep, { index: o.index, indexOf: keep }));
+  const listed = () => (tar ??= layerTar(l, keep, { index: o.index }));
   return {
     layer: l.name,
     role: o.role,
-    packages: o.packages === false ? 0 : keep.length,
+    ...(o.bound === undefined ? {} : { bound: o.bound }),
+    packages: keep.length,
     key: o.key,
     get entries() { return listed().entries; },
     get sizes() { return listed().sizes; },
@@ -319,7 +323,7 @@ function splitUnit(l: MaterialisedLayer, lp: LoadedPackage): SplitUnit {
   return {
     name: lp.pkg.name,
     version: lp.pkg.version,
-    get files() { return (files ??= packageFiles(l, lp).map((f) => ({ name: f.name, size: f.size, content: f.digest }))); },
+    get files() { return (files ??= packageEntries(l, lp)); },
   };
 }
 
@@ -339,6 +343,16 @@ function packageFiles(l: MaterialisedLayer, lp: LoadedPackage): LayerFile[] {
   return own.map((f, i) => ({ name: `packages/${l.name}/${f.name}`, from: f.from, size: f.size, digest: digests[i] }));
 }
 
+/** packageFiles without where the bytes are: names, sizes and contents only (the split reads every file of the layer). */
+function packageEntries(l: MaterialisedLayer, lp: LoadedPackage): SplitUnit['files'] {
+  const { pkg: p, digests } = lp;
+  if (p.kind === 'zip') return packageFiles(l, lp).map((f) => ({ name: f.name, size: f.size, content: f.digest }));
+  const prefix = `packages/${l.name}/${relativePath(l.dir, p.source.location)}/`;
+  const files = p.source.files();
+  if (digests.length !== files.length) return packageFiles(l, lp).map((f) => ({ name: f.name, size: f.size, content: f.digest }));
+  return files.map((f, i) => ({ name: prefix + f.path, size: f.size, content: digests[i] }));
+}
+
 /** The layer's baked index: every kept package, each manifest with the tar's fixed time (its time in the image). */
 function indexText(l: MaterialisedLayer, keep: LoadedPackage[]): Buffer {
   return Buffer.from(bakedIndexText(keep.map((lp) => bakedAsStored(lp.pkg, bakedEntry(l.dir, lp.pkg, FIXED_MTIME)))));
@@ -346,12 +360,12 @@ function indexText(l: MaterialisedLayer, keep: LoadedPackage[]): Buffer {
 
 /**
  * A tar of the layer: `keep`'s packages, or (with a delta plan) the packages
- * it sends and its whiteouts; with `index`, the baked index of `indexOf`
- * (default `keep`). Each distinct content goes in once: a later file with the
+ * it sends and its whiteouts; with `index`, the layer's baked index (of all
+ * its packages). Each distinct content goes in once: a later file with the
  * same content is a hard link to the first copy among these entries, so a
  * part's or a delta's links stay inside it.
  */
-function layerTar(l: MaterialisedLayer, keep: LoadedPackage[], o: { delta?: DeltaPlan; index: boolean; indexOf?: LoadedPackage[] }): LayerTar {
+function layerTar(l: MaterialisedLayer, keep: LoadedPackage[], o: { delta?: DeltaPlan; index?: () => Buffer }): LayerTar {
   const top = `packages/${l.name}`;
   const files = new Map<string, LayerFile | 'mark'>();
   const rel = (abs: string) => relativePath(l.dir, abs);
@@ -363,7 +377,7 @@ function layerTar(l: MaterialisedLayer, keep: LoadedPackage[], o: { delta?: Delt
   }
   for (const dir of delta?.opaque ?? []) files.set(`${top}/${dir}/${OPAQUE_MARK}`, 'mark');
   for (const gone of delta?.remove ?? []) files.set(whiteoutName(top, gone), 'mark');
-  const index = o.index ? indexText(l, o.indexOf ?? keep) : undefined;
+  const index = o.index?.();
   const indexName = `${top}/${BAKED_INDEX_FILE}`;
   // zips go as recipes, their entries once in the layer's entry store (builder/zip-recipe.ts)
   const zips = layerRecipes(l.dir, top, keep, sent && ((p) => sent.has(rel(p.source.location))));
