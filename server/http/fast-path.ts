@@ -100,11 +100,22 @@ export function parseHead(text: string): ParsedHead | undefined {
   return host ? head : undefined;
 }
 
-/** The response head Node writes for this reply on a kept-alive connection. */
-export function replyHead(reply: Reply, keepAliveSeconds: number): string {
+function headStart(reply: Reply): string {
   let s = `HTTP/1.1 ${reply.status} ${http.STATUS_CODES[reply.status]}\r\n`;
-  for (const [name, value] of reply.headers) s += `${name}: ${value}\r\n`;
-  return `${s}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
+  for (const [name, value] of reply.headers()) s += `${name}: ${value}\r\n`;
+  return s;
+}
+
+/** The response head Node writes for this reply of this answer on a kept-alive connection. */
+export function replyHead(a: CachedAnswer, reply: Reply, keepAliveSeconds: number): string {
+  let start: string;
+  if (reply.key === undefined) start = headStart(reply);
+  else {
+    a.heads ??= new Map();
+    start = a.heads.get(reply.key) ?? '';
+    if (!start) a.heads.set(reply.key, start = headStart(reply));
+  }
+  return `${start}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
 }
 
 /** The head Node writes for a file answer (GET, 200, the route's headers as it set them). */
@@ -163,7 +174,7 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
       let status: number;
       if (reply && reply !== 'unsatisfiable') {
         status = reply.status;
-        socket.write(replyHead(reply, keepAliveSeconds), 'latin1');
+        socket.write(replyHead(answer!, reply, keepAliveSeconds), 'latin1');
         if (reply.body && reply.body.length > 0) socket.write(reply.body);
       } else {
         status = 200;

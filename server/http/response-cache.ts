@@ -27,6 +27,8 @@ export interface CachedAnswer {
   compressible: boolean;
   gzip?: Buffer;
   br?: Buffer;
+  /** the fast path's response heads up to the Date header, by reply key */
+  heads?: Map<string, string>;
 }
 
 /**
@@ -104,8 +106,20 @@ export function etagMatches(ifNoneMatch: string | undefined, etag: string): bool
 
 type Encoding = 'br' | 'gzip' | undefined;
 
+/** Clients send the same few Accept-Encoding values again and again. */
+const encodingOf = new Map<string, Encoding>();
+
 export function preferredEncoding(acceptEncoding: string | undefined): Encoding {
   if (!acceptEncoding) return undefined;
+  const known = encodingOf.get(acceptEncoding);
+  if (known !== undefined || encodingOf.has(acceptEncoding)) return known;
+  const enc = parseAcceptEncoding(acceptEncoding);
+  if (encodingOf.size >= 256) encodingOf.clear();
+  encodingOf.set(acceptEncoding, enc);
+  return enc;
+}
+
+function parseAcceptEncoding(acceptEncoding: string): Encoding {
   const accepted = new Map<string, number>();
   for (const part of acceptEncoding.split(',')) {
     const [name, ...params] = part.trim().toLowerCase().split(';');
@@ -138,7 +152,9 @@ export type ReplyHeaders = Array<[string, string | number]>;
 /** A ready answer as sent for one request: status, headers in order (before Date and Connection), body. */
 export interface Reply {
   status: 200 | 206 | 304;
-  headers: ReplyHeaders;
+  /** the same for every request with this key (200 and 304; a 206 has none) */
+  key: string | undefined;
+  headers(): ReplyHeaders;
   /** absent for 304 and HEAD */
   body: Buffer | undefined;
 }
@@ -158,23 +174,29 @@ function baseHeaders(a: CachedAnswer): ReplyHeaders {
  * One rule for both writers below.
  */
 export function replyFor(a: CachedAnswer, r: AnswerRequest): Reply | 'unsatisfiable' {
-  const headers = baseHeaders(a);
   if (r.ifNoneMatch ? etagMatches(r.ifNoneMatch, a.etag) : notModifiedSince(r.ifModifiedSince, a.lastModified)) {
-    return { status: 304, headers, body: undefined };
+    return { status: 304, key: '304', headers: () => baseHeaders(a), body: undefined };
   }
   const head = r.method === 'HEAD';
   const range = a.ranges ? parseRange(r.range, a.body.length) : undefined;
   if (range === 'unsatisfiable') return range;
   if (range) {
-    headers.push(['Content-Range', `bytes ${range.start}-${range.end}/${a.body.length}`], ['Content-Length', range.end - range.start + 1]);
-    return { status: 206, headers, body: head ? undefined : a.body.subarray(range.start, range.end + 1) };
+    return {
+      status: 206,
+      key: undefined,
+      headers: () => [...baseHeaders(a), ['Content-Range', `bytes ${range.start}-${range.end}/${a.body.length}`], ['Content-Length', range.end - range.start + 1]],
+      body: head ? undefined : a.body.subarray(range.start, range.end + 1),
+    };
   }
   const enc = a.compressible ? preferredEncoding(r.acceptEncoding) : undefined;
   const compressed = encoded(a, enc);
   const body = compressed ?? a.body;
-  if (compressed) headers.push(['Content-Encoding', enc!]);
-  headers.push(['Content-Length', body.length]);
-  return { status: 200, headers, body: head ? undefined : body };
+  return {
+    status: 200,
+    key: compressed ? `200${enc}` : '200',
+    headers: () => [...baseHeaders(a), ...(compressed ? [['Content-Encoding', enc!] as [string, string]] : []), ['Content-Length', body.length]],
+    body: head ? undefined : body,
+  };
 }
 
 /** Writes a ready answer through Node's response. */
@@ -191,7 +213,7 @@ export function writeAnswer(req: http.IncomingMessage, res: http.ServerResponse,
     return;
   }
   const headers: http.OutgoingHttpHeaders = {};
-  for (const [name, value] of reply.headers) headers[name] = value;
+  for (const [name, value] of reply.headers()) headers[name] = value;
   res.writeHead(reply.status, headers);
   res.end(reply.body);
 }

@@ -24,7 +24,13 @@ type Category = { id: string; title: string; count: number; parent_id?: string }
 const described = (list: Entry[]) => list.map((e) => `${e.name}@${e.version}:${e.title}`);
 
 /** The warnings a server process logged (ECS JSON lines on stderr). */
-function warnings(proc: ServerProcess): Array<Record<string, unknown>> {
+/** The warnings logged so far; log lines are written asynchronously, so first until stderr has been quiet for 100 ms (2 s at most). */
+async function warnings(proc: ServerProcess): Promise<Array<Record<string, unknown>>> {
+  const end = Date.now() + 2000;
+  for (let seen = -1; proc.stderr().length !== seen && Date.now() < end;) {
+    seen = proc.stderr().length;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   return proc.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r['log.level'] === 'warn');
 }
 
@@ -209,7 +215,7 @@ describe('server process: proxy mode with another registry instance as the upstr
     expect((await getJson<Entry>(proxy!.url, '/package/local_only/1.0.0/')).title).to.equal('Local only');
     const gone = await rawRequest(proxy!.url, '/package/remote_zip/1.2.0/');
     expect([gone.status, gone.text]).to.deep.equal([404, 'package revision not found\n']);
-    const w = warnings(proxy!).filter((r) => r.message === 'proxy upstream unavailable, answering with local packages only');
+    const w = (await warnings(proxy!)).filter((r) => r.message === 'proxy upstream unavailable, answering with local packages only');
     expect(w.length, proxy!.stderr()).to.be.greaterThan(0);
     expect(String(w[0]['url.full'])).to.match(/^http:\/\/127\.0\.0\.1:\d+\//);
     expect(String(w[0]['error.message'])).to.match(/ECONNREFUSED/);
@@ -244,7 +250,7 @@ describe('server process: proxy mode with an upstream that does not answer', fun
     const info = await timed(() => rawRequest(proxy.url, '/package/local_only/1.0.0/', { timeoutMs: 15_000 }));
     expect(info.value.status).to.equal(200);
     expect(info.ms).to.be.below(1000);
-    const w = warnings(proxy).filter((r) => r.message === 'proxy upstream unavailable, answering with local packages only');
+    const w = (await warnings(proxy)).filter((r) => r.message === 'proxy upstream unavailable, answering with local packages only');
     expect(w.length).to.equal(2);
     expect(String(w[0]['error.message'])).to.include('within 500 ms');
   });
@@ -354,7 +360,7 @@ describe('server process: proxy mode with an https upstream', function () {
     procs.push(proxy);
     const r: RawResponse = await rawRequest(proxy.url, '/search?all=true', { timeoutMs: 15_000 });
     expect(described(JSON.parse(r.text) as Entry[])).to.deep.equal(['local_only@1.0.0:Local only', 'shared_pkg@1.0.0:Local shared']);
-    const w = warnings(proxy).filter((x) => x.message === 'proxy upstream unavailable, answering with local packages only');
+    const w = (await warnings(proxy)).filter((x) => x.message === 'proxy upstream unavailable, answering with local packages only');
     expect(w.length).to.be.greaterThan(0);
     expect(String(w[0]['error.message'])).to.match(/certificate/i);
   });
