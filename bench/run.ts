@@ -31,7 +31,7 @@ const BAKE = path.join(DIST_ROOT, 'server', 'bake.js');
 const BUILDER_CLI = path.join(DIST_ROOT, 'builder', 'cli.js');
 const LAYERS = ['production', 'staging', 'snapshot'];
 /** Bumped when the generator makes another corpus from the same options: an older corpus is made again. */
-const CORPUS_GENERATION = 2;
+const CORPUS_GENERATION = 3;
 
 interface Options {
   smoke: boolean;
@@ -127,23 +127,34 @@ async function waitHealthy(url: string, child: ChildProcess, timeoutMs: number):
   throw new Error(`server not healthy within ${timeoutMs} ms`);
 }
 
-interface RunningServer { child: ChildProcess; url: string; readyMs: number; /** lines the server wrote to stdout so far */ logLines: () => number }
+interface RunningServer { child: ChildProcess; url: string; readyMs: number; /** lines the server wrote to stdout and stderr so far */ logLines: () => number }
 
 /**
  * Starts the server as the image does (Dockerfile.base and
- * Dockerfile.distribution): no flags, the image's environment, stdout to a
- * pipe that is drained here as a log collector would. `extra` flags make
- * the variants (`--log-level warn`).
+ * Dockerfile.distribution): no flags, the image's environment, stdout and
+ * stderr to pipes that are drained here as the engine's log collector
+ * drains a container's. `extra` flags make the variants (`--log-level warn`).
  */
 async function startServer(config: string, extra: string[] = []): Promise<RunningServer> {
   const port = await freePort();
   const t0 = performance.now();
   const env = { ...process.env, NODE_ENV: 'production', EPR_CONFIG: config, EPR_DISABLE_PACKAGE_VALIDATION: 'true', EPR_ADDRESS: `127.0.0.1:${port}` };
-  const child = spawn(process.execPath, [SERVER, ...extra], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  const child = spawn(process.execPath, [SERVER, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let lines = 0;
-  child.stdout!.on('data', (c: Buffer) => { for (let i = c.indexOf(10); i >= 0; i = c.indexOf(10, i + 1)) lines++; });
+  let tail = '';
+  const drain = (c: Buffer) => {
+    for (let i = c.indexOf(10); i >= 0; i = c.indexOf(10, i + 1)) lines++;
+    tail = (tail + c.toString('utf8', Math.max(0, c.length - 4096))).slice(-4096);
+  };
+  child.stdout!.on('data', drain);
+  child.stderr!.on('data', drain);
   const url = `http://127.0.0.1:${port}`;
-  await waitHealthy(url, child, 120_000);
+  try {
+    await waitHealthy(url, child, 120_000);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}; its last output:\n${tail}`);
+  }
   return { child, url, readyMs: performance.now() - t0, logLines: () => lines };
 }
 
