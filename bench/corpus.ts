@@ -210,14 +210,15 @@ function makeProfile(seed: number, index: number, versions: number, zipShare: nu
   const kind = index > 0 && r() < 0.08 ? 'input' : 'integration';
   // data streams per version: p50 1, p90 11, max 43 (real storage)
   // the first package is the largest of the storage (aws: 43 data streams)
-  const dsCount = index === 0 ? 43 : kind === 'input' ? 0 : Math.max(1, Math.min(43, Math.round(logNormal(r, 1.4, 7.5))));
+  const largest = index === 0 && versions >= 40;
+  const dsCount = largest ? 43 : kind === 'input' ? 0 : Math.max(1, Math.min(43, Math.round(logNormal(r, 1.4, 7.5))));
   const name = `${pick(r, WORDS)}_${index}`;
   const profile: PackageProfile = {
     index,
     name,
     versions,
     kind,
-    zip: Math.floor((index + 1) * zipShare) > Math.floor(index * zipShare),
+    zip: Math.floor((index + 7) * zipShare) > Math.floor((index + 6) * zipShare),
     category: [pick(r, CATEGORIES), ...(r() < 0.5 ? [pick(r, CATEGORIES)] : [])],
     dataStreams: [],
     targetDataStreams: dsCount,
@@ -231,7 +232,7 @@ function makeProfile(seed: number, index: number, versions: number, zipShare: nu
   // most packages start with most of their data streams; some gain more over time
   const start = versions > 3 && r() < 0.4 ? Math.max(1, Math.round(dsCount * 0.6)) : dsCount;
   for (let i = 0; i < start; i++) addDataStream(profile, r);
-  const shots = index === 0 ? 16 : kind === 'input' ? int(r, 0, 1) : Math.min(12, Math.round(logNormal(r, 0.7, 2.4) + dsCount / 15));
+  const shots = largest ? 16 : kind === 'input' ? int(r, 0, 1) : Math.min(12, Math.round(logNormal(r, 0.7, 2.4) + dsCount / 15));
   for (let i = 0; i < shots; i++) profile.screenshots.push(seedOf(seed, index, 100 + i));
   return profile;
 }
