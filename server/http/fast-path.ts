@@ -131,6 +131,8 @@ export function fileHead(a: FileAnswer, keepAliveSeconds: number): string {
 export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
   const keepAliveSeconds = Math.floor(o.server.keepAliveTimeout / 1000);
   let pending: Buffer | undefined;
+  /** when the head now waiting for its end began to arrive */
+  let partialSince = 0;
   socket.setNoDelay(true);
   // idle like a kept-alive connection of Node's: closed after keepAliveTimeout
   const idle = () => socket.destroy();
@@ -159,9 +161,12 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
       if (socket.writableNeedDrain) { pending = buf.subarray(off); socket.pause(); return; }
       const end = buf.indexOf(CRLF2, off);
       if (end < 0) {
-        if (buf.length - off > MAX_HEAD) { handOff(buf.subarray(off)); return; }
+        // too long, or dripping in for longer than Node allows a head to take: Node's to refuse
+        if (buf.length - off > MAX_HEAD || (off === 0 && partialSince > 0 && Date.now() - partialSince > o.server.headersTimeout)) { handOff(buf.subarray(off)); return; }
+        if (off > 0 || partialSince === 0) partialSince = Date.now();
         break;
       }
+      partialSince = 0;
       const start = process.hrtime.bigint();
       const head = o.open() ? parseHead(buf.toString('latin1', off, end)) : undefined;
       const answer: CachedAnswer | undefined = head ? o.answers.get(head.url) : undefined;
