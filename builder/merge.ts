@@ -499,9 +499,13 @@ export function readSavingsLabel(text: string | undefined): Record<string, Omit<
   }
 }
 
-const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+/** Bytes for people: kB below a megabyte, so that a small layer does not read 0.0 MB. */
+export function formatBytes(n: number): string {
+  return n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(1)} MB`;
+}
+const mb = formatBytes;
 
-/** "108202 files (22074 distinct): 537.8 MB written for 1610.8 MB of files (33%), 2 parts, the biggest 290.1 MB" */
+/** e.g. "125133 files (25255 written whole, 99878 as links): 530.7 MB written for 1788.9 MB of files (30%), 5 parts and the index part, the biggest 139.9 MB" */
 export function describeSaving(s: LayerSaving): string {
   const share = s.treeBytes > 0 ? ` (${Math.round((s.tarBytes / s.treeBytes) * 100)}%)` : '';
   return `${s.files} files (${s.distinctFiles} written whole, ${s.links} as links): ${mb(s.tarBytes)} written for ${mb(s.treeBytes)} of files${share}, `

@@ -4,7 +4,7 @@ import { engine, ensureEngine, EngineOperationError } from '../image.js';
 import { diffDetails, diffLine, diffPackages } from './diff.js';
 import { readPublished, type PublishedFrom, type PublishedImage } from './published.js';
 import { optionValue } from '../args.js';
-import { LAYER_SIZES_LABEL, readSavingsLabel, type LayerSaving } from '../merge.js';
+import { formatBytes, LAYER_SIZES_LABEL, readSavingsLabel, type LayerSaving } from '../merge.js';
 
 /**
  * diff:distribution <A> <B>: what B serves that A does not (added), what it
@@ -102,7 +102,7 @@ export async function diffCommand(argv: string[]): Promise<number> {
 }
 
 type Figures = Omit<LayerSaving, 'layer'>;
-const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+const mb = formatBytes;
 const figures = (f: Figures | undefined) => (f ? `${mb(f.tarBytes)} written for ${mb(f.treeBytes)} of files, ${f.parts} part${f.parts === 1 ? '' : 's'} (biggest ${mb(f.biggestPart)})` : 'none');
 
 /** One line per package layer of either image: what it wrote against its files, A -> B. */

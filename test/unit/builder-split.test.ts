@@ -4,7 +4,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { DEFAULT_MAX_LAYER_SIZE, DistributionError, parseDistributionText, parseLayerSize } from '../../builder/distribution.js';
 import { LAYER_PARTS_LABEL, partsLabel, readPartsLabel, splitUnits, type SplitPlan, type SplitUnit } from '../../builder/layer-split.js';
-import { describeSaving, layerSaving, mergeLayers, readSavingsLabel, savingsLabel } from '../../builder/merge.js';
+import { describeSaving, formatBytes, layerSaving, mergeLayers, readSavingsLabel, savingsLabel } from '../../builder/merge.js';
 import { layerSizeLines } from '../../builder/stages/diff-cli.js';
 import { tarSize } from '../../builder/tar.js';
 import type { MaterialisedLayer } from '../../builder/sources.js';
@@ -240,11 +240,12 @@ describe('builder: max_layer_size', () => {
       expect(saving.tarBytes).to.equal(after.imageLayers.reduce((n, p) => n + tarSize(p.entries), 0));
       expect(saving.biggestPart).to.be.at.most(cap);
       expect(saving.treeBytes).to.equal(after.sizes.treeBytes);
-      expect(describeSaving(saving)).to.match(/^\d+ files \(\d+ written whole, \d+ as links\): \d+\.\d MB written for \d+\.\d MB of files \(\d+%\), \d+ parts and the index part, the biggest \d+\.\d MB$/);
+      expect(describeSaving(saving)).to.match(/^\d+ files \(\d+ written whole, \d+ as links\): \d+\.\d [kM]B written for \d+\.\d [kM]B of files \(\d+%\), \d+ parts and the index part, the biggest \d+\.\d [kM]B$/);
       const label = readSavingsLabel(savingsLabel([saving]));
       const { layer: _, ...figures } = saving;
       expect(label.production).to.deep.equal(figures);
-      expect(layerSizeLines({}, label)).to.deep.equal([`layer production: none -> ${(saving.tarBytes / 1e6).toFixed(1)} MB written for ${(saving.treeBytes / 1e6).toFixed(1)} MB of files, ${saving.parts} parts (biggest ${(saving.biggestPart / 1e6).toFixed(1)} MB)`]);
+      expect(layerSizeLines({}, label)).to.deep.equal([`layer production: none -> ${formatBytes(saving.tarBytes)} written for ${formatBytes(saving.treeBytes)} of files, ${saving.parts} parts (biggest ${formatBytes(saving.biggestPart)})`]);
+      expect([formatBytes(310_000), formatBytes(530_670_592)]).to.deep.equal(['310.0 kB', '530.7 MB']);
       expect(readSavingsLabel('nonsense')).to.deep.equal({});
       // a layer that fits stays one image layer, the baked index in it
       const whole = after.split(1e9);
