@@ -115,7 +115,7 @@ export interface BuildState {
   engineStore?: EngineStoreKind;
   engineLoad?: LoadResult;
   /** which build-time check ran */
-  check?: 'container' | 'in-process';
+  check?: CheckKind;
   /** the engine's name of the image (classic: the config digest; containerd: the manifest digest) */
   engineImageId?: string;
   /** where each tag pointed in the store before this build */
@@ -316,6 +316,9 @@ export async function ensureBaseImage(s: BuildState, docker: Docker): Promise<st
       await untag(docker, temp).catch(() => undefined);
     }
   }
+  // the name the image labels give it (by its sources alone) finds it in this engine too
+  const bySources = `${BASE_REPOSITORY}:${baseImageTag(s.distribution.baseImage)}`;
+  if (bySources !== ref) await tagImage(docker, ref, bySources);
   await timed(s, 'base image into the store', () => baseIntoStore(s, docker, ref));
   return said;
 }
@@ -515,6 +518,10 @@ export async function buildDistributionImage(s: BuildState, docker: Docker | und
       s.engineImageId = s.engineLoad.id;
       s.startCheck = await timed(s, 'start check', () => checkImageStarts(docker, s.engineLoad!.id, { versions: merge.served.length, paths: s.layers.length }));
       s.check = 'container';
+    } else if (checkedBefore(s.store, image)) {
+      // these very bytes were started and checked by an earlier build: nothing new to prove
+      s.startCheck = { versions: merge.served.length, millis: 0 };
+      s.check = 'checked before';
     } else {
       const check = await timed(s, 'start check (in-process)', () => checkInProcess(s.store, image, { skipLayers: base.diffIds.length, expect: { versions: merge.served.length, paths: s.layers.length } }));
       s.startCheck = { versions: check.versions, millis: check.millis };
@@ -573,6 +580,16 @@ function splitLayers(s: BuildState): void {
   s.split = s.merge!.contributions.map((c) => ({ layer: c.name, ...c.split(s.distribution.maxLayerSize, previous[c.name], (k) => cachedSizes(cacheDir, k)?.tarBytes) }));
 }
 
+/** Which build-time check ran: the image started in the engine, its server in-process, or none since the same image passed one before. */
+export type CheckKind = 'container' | 'in-process' | 'checked before';
+
+/** The store's note on a named image: which check its bytes passed. */
+const CHECKED_ANNOTATION = 'org.elastic.package-registry.checked';
+
+function checkedBefore(store: OciStore, image: OciImage): boolean {
+  return store.entries().some((e) => e.digest === image.manifestDescriptor.digest && !!e.annotations[CHECKED_ANNOTATION]);
+}
+
 /** Bytes of an image as a registry stores it: its compressed layers. */
 function storedBytes(image: OciImage): number {
   return image.layers.reduce((n, l) => n + l.size, 0);
@@ -607,7 +624,7 @@ export async function measureLite(s: BuildState, docker: Docker | undefined): Pr
 /** Points every tag at the new image, in the store and in the engine, remembering where each pointed before. */
 export async function applyTags(s: BuildState, docker: Docker | undefined): Promise<void> {
   if (!s.image) throw new Error('build first');
-  const annotations = { [LAYER_KEYS_LABEL]: s.plan?.labelEntries.join(',') ?? '' };
+  const annotations = { [LAYER_KEYS_LABEL]: s.plan?.labelEntries.join(',') ?? '', ...(s.check ? { [CHECKED_ANNOTATION]: s.check } : {}) };
   for (const ref of s.tags) {
     s.previous.set(ref, docker ? (await inspectImage(docker, ref))?.Id : undefined);
     s.previousInStore.set(ref, s.store.resolve(ref)?.manifestDescriptor.digest);
@@ -716,7 +733,7 @@ export interface BuildSummary {
   /** how the image went into the engine (none: --no-engine) */
   engine?: LoadResult;
   /** which build-time check ran */
-  check: 'container' | 'in-process';
+  check: CheckKind;
   /** what --push sent */
   push?: PushReport;
   pushedBase?: string;

@@ -355,7 +355,9 @@ function stepsFor(d: Distribution, args: BuildArgs, docker: ReturnType<typeof en
         if (show) log.current = (l) => { task.output = l; };
         const id = await buildDistributionImage(s, docker);
         task.title = `build distribution image: ${id.slice(0, 19)}; package layers: ${s.plan?.sent.length} packed${s.plan?.delta ? ` (${describeDelta(s.plan.delta)})` : ''}, ${s.plan?.reused.length} unchanged; `
-          + `${describeEngineLoad(s)}its server started ${s.check === 'in-process' ? 'in-process' : 'in a container'} in ${((s.startCheck?.millis ?? 0) / 1000).toFixed(1)} s serving ${s.startCheck?.versions} package versions`;
+          + `${describeEngineLoad(s)}${s.check === 'checked before'
+            ? `the same image passed its check in an earlier build (${s.startCheck?.versions} package versions)`
+            : `its server started ${s.check === 'in-process' ? 'in-process' : 'in a container'} in ${((s.startCheck?.millis ?? 0) / 1000).toFixed(1)} s serving ${s.startCheck?.versions} package versions`}`;
       },
     },
     {

@@ -624,6 +624,6 @@ describe('distribution images (Docker engine + registry)', function () {
     const child = spawnSync(process.execPath, [CLI, 'build', 'production'], { cwd: PROJECT_ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, DOCKER_HOST: 'unix:///nonexistent/docker.sock' } });
     expect(child.status).to.equal(1);
     expect(child.stderr.trim().split('\n')).to.have.length(1);
-    expect(child.stderr).to.match(/cannot reach the Docker engine at unix:\/\/\/nonexistent\/docker\.sock .*docker-up\.sh/);
+    expect(child.stderr).to.match(/cannot reach the Docker engine at unix:\/\/\/nonexistent\/docker\.sock .*--no-engine/);
   });
 });

@@ -138,6 +138,7 @@ describe('images on every engine and registry', function () {
       const again = parse(await cli(['build', 'snapshot', '--no-engine', '--push', '--repository', repo, '--json', '--cache-dir', cache], noEngine));
       expect(again.digest).to.equal(built.digest);
       expect(again.push!.blobsSent).to.equal(0);
+      expect(again.check, 'the very image was checked by the build before').to.equal('checked before');
     });
 
     it('an update bundle --since the tag this build moves carries only the changed layer and loads on top of the earlier image', async () => {
