@@ -23,6 +23,7 @@ import { generateMeasuredCorpus, STATS_FILE } from './corpus.js';
 import type { TreeStats } from './corpus-stats.js';
 import { BAKED_INDEX_FILE } from '../server/packages/baked.js';
 import { DIST_ROOT, PROJECT_ROOT } from '../server/config.js';
+import { benchImages, imageRows, type ImageFigures } from './images.js';
 
 /** The compiled tree this file runs from (dist/ or another dist-*), and the project around it. */
 const ROOT = PROJECT_ROOT;
@@ -409,11 +410,14 @@ async function main(): Promise<void> {
   // 4. builder: the production layer against tar | gzip -1 of the same tree; a snapshot rebuild after one change
   if (o.skipBuilder) setBaked(o.corpus, false); // leave the corpus as the builder section would
   const builder: BuilderFigures = o.skipBuilder ? { skipped: '--skip-builder' } : await benchBuilder(o);
+  // 5. images: every target of the builder's store (bench/images.ts)
+  const previous = readPrevious(path.join(o.out, o.smoke ? 'smoke' : 'latest'));
+  const images: ImageFigures = o.skipBuilder ? { skipped: '--skip-builder', notes: [] } : await benchImages(o.corpus, log);
   const loadAfter = os.loadavg();
 
   // 3. report
   const when = new Date().toISOString();
-  const result = { when, options: o, corpus, startup, rows, builder, machine: { cpus: os.cpus().length, node: process.version, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter } };
+  const result = { when, options: o, corpus, startup, rows, builder, images, machine: { cpus: os.cpus().length, node: process.version, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter } };
   const st = corpus.stats;
   const loads = (l: number[]) => l.map((x) => fmt(x, 2)).join(' / ');
   const md = [
@@ -442,12 +446,25 @@ async function main(): Promise<void> {
       buildRow('the same, with `--no-delta` (snapshot layer sent whole)', builder.snapshotRebuildWhole!),
       '',
     ]),
+    ...imageRows(images),
+    '',
+    ...(previous ? [`Before (the previous run, ${previous.when}): production image ${fmt(previous.production ?? NaN, 1)} s, snapshot rebuild after one change ${fmt(previous.rebuild ?? NaN, 1)} s.`, ''] : []),
   ].join('\n');
   fs.mkdirSync(o.out, { recursive: true });
   const base = path.join(o.out, o.smoke ? 'smoke' : 'latest');
   fs.writeFileSync(`${base}.md`, md);
   fs.writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`\n${md}\nbench: written to ${base}.md and ${base}.json\n`);
+}
+
+/** The builder figures of the run before this one, if its results are still there. */
+function readPrevious(base: string): { when: string; production?: number; rebuild?: number } | undefined {
+  try {
+    const j = JSON.parse(fs.readFileSync(`${base}.json`, 'utf8')) as { when: string; builder?: { production?: { seconds: number }; snapshotRebuild?: { seconds: number } } };
+    return { when: j.when, production: j.builder?.production?.seconds, rebuild: j.builder?.snapshotRebuild?.seconds };
+  } catch {
+    return undefined;
+  }
 }
 
 interface Row { label: string; bytes: number; registry: WrkResult; warn: WrkResult; nginx: WrkResult; rssMb: number; logLines: number }
