@@ -18,8 +18,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import net from 'node:net';
 import { DIST_ROOT, PROJECT_ROOT } from '../server/config.js';
+import { freePort } from '../test/helpers/builder-cli.js';
 
 const CLI = path.join(DIST_ROOT, 'builder', 'cli.js');
 const SHARED_CI = path.join(PROJECT_ROOT, '..', 'shared', 'ci');
@@ -53,17 +53,6 @@ export interface ImageFigures {
   containerd?: ImageRun;
   snapshotRebuild?: ImageRun;
   notes: string[];
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function build(def: string, cacheDir: string, extra: string[], env: Record<string, string> = {}): ImageRun {

@@ -3,6 +3,9 @@
  * small process helpers they share.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
+import { withTimeout } from '../../builder/image.js';
 import net from 'node:net';
 import path from 'node:path';
 import { DIST_ROOT } from '../../server/config.js';
@@ -42,4 +45,17 @@ export function sh(cmd: string, args: string[], timeoutMs = 300_000): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.error?.message}`);
   return r.stdout.trim();
+}
+
+/** Runs `cmd` in a running container; its exit code and its output (stdout and stderr together). */
+export async function exec(docker: Docker, id: string, cmd: string[]): Promise<{ code: number; out: string }> {
+  const e = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await e.start({ hijack: true, stdin: false });
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (c: Buffer) => { text += c.toString(); });
+  docker.modem.demuxStream(stream, out, out);
+  await withTimeout(new Promise<void>((resolve) => { stream.on('end', resolve); stream.on('close', resolve); }), 60_000, `exec ${cmd.join(' ')}`);
+  const info = await e.inspect();
+  return { code: info.ExitCode ?? -1, out: text };
 }

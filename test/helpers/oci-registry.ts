@@ -5,7 +5,6 @@
  * Each is stopped, and its storage removed, by stop().
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
@@ -19,16 +18,9 @@ export interface RunningOciRegistry {
   stop(): void;
 }
 
-export function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './builder-cli.js';
+
+export const freeTcpPort = freePort;
 
 /** An htpasswd file (bcrypt) with one user. */
 export function writeHtpasswd(dir: string, user: string, password: string): string {

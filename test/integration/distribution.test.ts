@@ -12,16 +12,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import yauzl from 'yauzl';
-import type Docker from 'dockerode';
-import { engine, ensureEngine, inspectImage, pullImage, removeContainer, runImage, untag, waitForHttp, withTimeout, type RunningContainer } from '../../builder/image.js';
+import { engine, ensureEngine, inspectImage, pullImage, removeContainer, runImage, untag, waitForHttp, type RunningContainer } from '../../builder/image.js';
 import { loadPackagePath } from '../../server/packages/index.js';
 import { mergeFirstWins } from '../../server/packages/precedence.js';
 import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage } from '../helpers/fixtures.js';
 import { PROJECT_ROOT } from '../helpers/server.js';
-import { CLI, cli, freePort, sh } from '../helpers/builder-cli.js';
+import { CLI, cli, exec, freePort, sh } from '../helpers/builder-cli.js';
 
 const LAYERS = path.join(PROJECT_ROOT, 'distributions', 'layers');
 const SAMPLES = ['production', 'staging', 'snapshot'] as const;
@@ -45,18 +43,6 @@ async function searchAll(url: string): Promise<Array<{ name: string; version: st
 }
 
 const ids = (list: Array<{ name: string; version: string }>) => list.map((p) => `${p.name}@${p.version}`).sort();
-
-async function exec(docker: Docker, id: string, cmd: string[]): Promise<{ code: number; out: string }> {
-  const e = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await e.start({ hijack: true, stdin: false });
-  const out = new PassThrough();
-  let text = '';
-  out.on('data', (c: Buffer) => { text += c.toString(); });
-  docker.modem.demuxStream(stream, out, out);
-  await withTimeout(new Promise<void>((resolve) => { stream.on('end', resolve); stream.on('close', resolve); }), 60_000, `exec ${cmd.join(' ')}`);
-  const info = await e.inspect();
-  return { code: info.ExitCode ?? -1, out: text };
-}
 
 function readZipEntry(buf: Buffer, entry: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
