@@ -11,13 +11,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
-import type Docker from 'dockerode';
-import { engine, ensureEngine, removeContainer, runImage, untag, waitForHttp, withTimeout, type RunningContainer } from '../../builder/image.js';
+import { engine, ensureEngine, removeContainer, runImage, untag, waitForHttp, type RunningContainer } from '../../builder/image.js';
 import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage, type PackageSpec } from '../helpers/fixtures.js';
 import { PROJECT_ROOT, rawRequest, startRegistry, type TestRegistry } from '../helpers/server.js';
-import { cli, sh } from '../helpers/builder-cli.js';
+import { cli, exec, sh } from '../helpers/builder-cli.js';
 
 /** Bytes that do not repeat inside themselves (an image, say), the same for the same seed. */
 function noise(seed: string, size: number): Buffer {
@@ -46,18 +44,6 @@ function versionsOf(name: string, versions: string[]): PackageSpec[] {
       'img/screenshot.png': noise(`${name}-screenshot-${Math.floor(i / 2)}`, 120_000),
     },
   }));
-}
-
-async function exec(docker: Docker, id: string, cmd: string[]): Promise<{ code: number; out: string }> {
-  const e = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await e.start({ hijack: true, stdin: false });
-  const out = new PassThrough();
-  let text = '';
-  out.on('data', (c: Buffer) => { text += c.toString(); });
-  docker.modem.demuxStream(stream, out, out);
-  await withTimeout(new Promise<void>((resolve) => { stream.on('end', resolve); stream.on('close', resolve); }), 60_000, `exec ${cmd.join(' ')}`);
-  const info = await e.inspect();
-  return { code: info.ExitCode ?? -1, out: text };
 }
 
 const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');

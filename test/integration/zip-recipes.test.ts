@@ -12,26 +12,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
-import type Docker from 'dockerode';
-import { engine, ensureEngine, removeContainer, runImage, untag, waitForHttp, withTimeout, type RunningContainer } from '../../builder/image.js';
+import { engine, ensureEngine, removeContainer, runImage, untag, waitForHttp, type RunningContainer } from '../../builder/image.js';
 import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage } from '../helpers/fixtures.js';
 import { PROJECT_ROOT, rawRequest, startRegistry, type TestRegistry } from '../helpers/server.js';
-import { cli, sh } from '../helpers/builder-cli.js';
+import { cli, exec, sh } from '../helpers/builder-cli.js';
 import { sha256, zipVersions } from '../helpers/zip-recipes.js';
-
-async function exec(docker: Docker, id: string, cmd: string[]): Promise<{ code: number; out: string }> {
-  const e = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await e.start({ hijack: true, stdin: false });
-  const out = new PassThrough();
-  let text = '';
-  out.on('data', (c: Buffer) => { text += c.toString(); });
-  docker.modem.demuxStream(stream, out, out);
-  await withTimeout(new Promise<void>((resolve) => { stream.on('end', resolve); stream.on('close', resolve); }), 60_000, `exec ${cmd.join(' ')}`);
-  const info = await e.inspect();
-  return { code: info.ExitCode ?? -1, out: text };
-}
 
 describe('zip packages as recipes (Docker engine)', function () {
   this.timeout(900_000);
