@@ -171,7 +171,8 @@ describe('stage policy (Docker engine + registry)', function () {
     expect(d.sizeDelta).to.be.a('number');
     const human = await cli(['diff', `${repo}:itstaging-v1`, `${repo}:itstaging`]);
     expect(human.code, human.stderr).to.equal(0);
-    expect(human.stdout).to.match(/: \+0 added, -1 removed, ~1 changed, size [+-]\d+\.\d MB, 1 unchanged\n {2}- other_pkg 0\.1\.0 \(main\)\n {2}~ stage_pkg 1\.0\.0: /);
+    // the summary line, one line of sizes per package layer (A -> B), then the packages
+    expect(human.stdout).to.match(/: \+0 added, -1 removed, ~1 changed, size [+-]\d+\.\d MB, 1 unchanged\n( {2}layer \w+: .* -> .*\n)+ {2}- other_pkg 0\.1\.0 \(main\)\n {2}~ stage_pkg 1\.0\.0: /);
     const missing = await cli(['diff', `${repo}:itstaging-v1`, `${repo}:no-such-tag`, '--source', 'local']);
     expect(missing.code).to.equal(1);
     expect(missing.stderr).to.match(/^error: cannot read the package list of .*no-such-tag: no image/);
