@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type net from 'node:net';
-import { replyFor, type CachedAnswer, type FileAnswer, type Reply, type ResponseCache } from './response-cache.js';
+import { fileReplyFor, replyFor, type CachedAnswer, type FileAnswer, type FileReply, type Reply, type ResponseCache } from './response-cache.js';
 import type { AccessRecord } from '../logger.js';
 
 /**
@@ -118,14 +118,25 @@ export function replyHead(a: CachedAnswer, reply: Reply, keepAliveSeconds: numbe
   return `${start}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
 }
 
-/** The head Node writes for a file answer (GET, 200, the route's headers as it set them). */
-export function fileHead(a: FileAnswer, keepAliveSeconds: number): string {
-  let s = 'HTTP/1.1 200 OK\r\n';
-  for (const [name, value] of a.headers) {
+function fileHeadStart(reply: FileReply): string {
+  let s = `HTTP/1.1 ${reply.status} ${http.STATUS_CODES[reply.status]}\r\n`;
+  for (const [name, value] of reply.headers()) {
     if (Array.isArray(value)) for (const v of value) s += `${name}: ${v}\r\n`;
     else s += `${name}: ${value}\r\n`;
   }
-  return `${s}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
+  return s;
+}
+
+/** The head Node writes for this reply of a file answer (the route's headers as it set them), on a kept-alive connection. */
+export function fileHead(a: FileAnswer, reply: FileReply, keepAliveSeconds: number): string {
+  let start: string;
+  if (reply.key === undefined) start = fileHeadStart(reply);
+  else {
+    a.heads ??= new Map();
+    start = a.heads.get(reply.key) ?? '';
+    if (!start) a.heads.set(reply.key, start = fileHeadStart(reply));
+  }
+  return `${start}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
 }
 
 export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
@@ -140,9 +151,18 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
   const ignore = () => undefined;
   socket.on('error', ignore);
 
+  /** the client has sent its FIN (the server is allowHalfOpen): the connection ends once what it asked for is answered */
+  let ended = false;
   const handOff = (rest: Buffer | undefined) => {
+    if (ended) {
+      // Node cannot take a connection whose reading side has ended (no unshift after 'end'): answer what
+      // was answered and close, as for a request cut short
+      socket.end();
+      return;
+    }
     socket.off('data', onData);
     socket.off('drain', onDrain);
+    socket.off('end', onEnd);
     socket.off('error', ignore);
     socket.off('timeout', idle);
     socket.setTimeout(0);
@@ -171,9 +191,12 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
       const head = o.open() ? parseHead(buf.toString('latin1', off, end)) : undefined;
       const answer: CachedAnswer | undefined = head ? o.answers.get(head.url) : undefined;
       const reply = answer && head ? replyFor(answer, head) : undefined;
-      // a file answer (a directory package's zip) is GET only, whatever else the request says, as in the route
-      const file = !answer && head?.method === 'GET' ? o.answers.getFile(head.url) : undefined;
-      if ((!reply || reply === 'unsatisfiable') && !file?.body) { handOff(buf.subarray(off)); return; }
+      // a file answer: a directory package's zip (GET only, whatever else the request says, as in the route)
+      // or a zip package as stored (HEAD, ranges and 304s as the route); its body only from memory here
+      const file = !answer && head ? o.answers.getFile(head.url) : undefined;
+      const fr = file && head ? fileReplyFor(file, head) : undefined;
+      const fileReply = fr && fr !== 'unsatisfiable' && (!fr.range || file!.bytes.body) ? fr : undefined;
+      if ((!reply || reply === 'unsatisfiable') && !fileReply) { handOff(buf.subarray(off)); return; }
       off = end + 4;
       socket.cork();
       let status: number;
@@ -182,9 +205,13 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
         socket.write(replyHead(answer!, reply, keepAliveSeconds), 'latin1');
         if (reply.body && reply.body.length > 0) socket.write(reply.body);
       } else {
-        status = 200;
-        socket.write(fileHead(file!, keepAliveSeconds), 'latin1');
-        socket.write(file!.body!);
+        status = fileReply!.status;
+        socket.write(fileHead(file!, fileReply!, keepAliveSeconds), 'latin1');
+        const range = fileReply!.range;
+        if (range) {
+          const body = file!.bytes.body!;
+          socket.write(range.start === 0 && range.end === body.length - 1 ? body : body.subarray(range.start, range.end + 1));
+        }
       }
       socket.uncork();
       o.touched(socket);
@@ -198,6 +225,8 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
       });
     }
     if (off < buf.length) pending = buf.subarray(off);
+    // everything answered, or the rest of a head that will never come
+    if (ended) socket.end();
   };
 
   function onData(chunk: Buffer): void {
@@ -209,6 +238,14 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
     socket.resume();
     answerAll();
   }
+  function onEnd(): void {
+    ended = true;
+    // as Node's own connection handling: once every request is answered, our side ends too
+    // (without this, a client's FIN left the socket half open until the idle timeout)
+    if (!pending) socket.end();
+    else if (!socket.writableNeedDrain) answerAll();
+  }
   socket.on('data', onData);
   socket.on('drain', onDrain);
+  socket.on('end', onEnd);
 }

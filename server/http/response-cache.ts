@@ -5,7 +5,7 @@ import type http from 'node:http';
 import { HttpError } from './errors.js';
 import { sendError } from './respond.js';
 import { parseRange } from './serve-file.js';
-import { openFile, sendFileBody } from './send-file.js';
+import { openFile, sendFileBody, sendPiecesBody, type BodyPiece } from './send-file.js';
 
 /**
  * Ready-made answers for the JSON routes. The package index never changes
@@ -32,17 +32,61 @@ export interface CachedAnswer {
 }
 
 /**
- * A ready answer whose body is a file made once (a directory package's zip):
- * its head is kept as the route wrote it, its bytes are read from the file
- * for every request. GET only: HEAD and anything conditional go to the route.
+ * The bytes of file answers: a file made once (a directory package's zip) or
+ * a zip package as stored (a plain zip file, or a recipe whose bytes are
+ * spread over the recipe and its layer's entry store). Shared by every URL
+ * that answers with them (the first segment of `/epr/...` is free), and
+ * held in memory within the cache's budget for file bodies.
  */
-export interface FileAnswer {
+export interface FileBytes {
+  /** what they are known by: the file they are read from (the zip, or its recipe) */
   file: string;
   size: number;
-  /** header names in the route's order and casing */
-  headers: Array<[string, string | number | string[]]>;
-  /** the file's bytes, once read (within the cache's budget for them): one write, no file reads */
+  /** where bytes [start, end] (inclusive) are kept, when they are not the file itself */
+  pieces?: (start: number, end: number) => BodyPiece[];
+  /** all the bytes, once read (within the cache's budget): one write, no file reads */
   body?: Buffer;
+  /** the cache's clock when last asked for, and how often since registered */
+  used: number;
+  hits: number;
+  loading: boolean;
+  /** file answers (URLs) sharing them */
+  refs: number;
+}
+
+/** A file's bytes as the cache holds them, for `file` (of `size` bytes), read from `pieces` when given. */
+export function fileBytes(file: string, size: number, pieces?: FileBytes['pieces']): FileBytes {
+  return { file, size, pieces, used: 0, hits: 0, loading: false, refs: 0 };
+}
+
+/** The pieces of bytes [start, end] of these bytes, as they are now. */
+export function piecesOf(b: FileBytes, start: number, end: number): BodyPiece[] {
+  if (b.body) return [{ data: b.body.subarray(start, end + 1) }];
+  return b.pieces ? b.pieces(start, end) : [{ file: b.file, from: start, to: end + 1 }];
+}
+
+/** A stored file's validators and headers: an answer with them takes HEAD, ranges, If-None-Match and If-Modified-Since as serveFile does. */
+export interface StoredFile {
+  etag: string;
+  mtime: Date;
+  contentType: string;
+  cacheSeconds: number;
+}
+
+/**
+ * A ready answer whose body is a file. A directory package's zip: GET only,
+ * its head kept as the route wrote it (HEAD and the rest go to the route).
+ * A stored file (a zip package): every GET and HEAD, with the route's
+ * validators, ranges and 304s, answered by fileReplyFor. Written from memory
+ * when its bytes are held, else read from where they are kept.
+ */
+export interface FileAnswer {
+  bytes: FileBytes;
+  /** the 200's header names and values in the route's order and casing */
+  headers: Array<[string, string | number | string[]]>;
+  stored?: StoredFile;
+  /** the fast path's response heads up to the Date header, by reply key */
+  heads?: Map<string, string>;
 }
 
 /** The headers set on a response so far, in order and with their casing, to write them again later. */
@@ -52,22 +96,112 @@ export function headersOf(res: http.ServerResponse): FileAnswer['headers'] {
   return names.map((name) => [name, res.getHeader(name)!] as [string, string | number | string[]]);
 }
 
+type FileHeaders = FileAnswer['headers'];
+
+/** The headers serveFile sets before it looks at the request, in its order (after the route's CORS header). */
+function storedBase(s: StoredFile): FileHeaders {
+  return [
+    ['Access-Control-Allow-Origin', '*'],
+    ['Cache-Control', `max-age=${s.cacheSeconds}, public`],
+    ['Accept-Ranges', 'bytes'],
+    ['Last-Modified', s.mtime.toUTCString()],
+    ['ETag', s.etag],
+  ];
+}
+
+/** A stored file's answer: the headers of its 200 as the artifact route sends them. */
+export function storedFileAnswer(bytes: FileBytes, stored: StoredFile): FileAnswer {
+  return { bytes, stored, headers: [...storedBase(stored), ['Content-Type', stored.contentType], ['Content-Length', bytes.size]] };
+}
+
+/** A file answer as sent for one request: status, headers in order (before Date and Connection), the bytes sent. */
+export interface FileReply {
+  status: 200 | 206 | 304;
+  /** the same head for every request with this key (200 and 304; a 206 has none) */
+  key: string | undefined;
+  headers(): FileHeaders;
+  /** bytes [start, end] of the file as the body; absent for 304 and HEAD */
+  range: { start: number; end: number } | undefined;
+}
+
+/** serveFile's rule: If-None-Match against the ETag, else If-Modified-Since (whole seconds) against the file's time. */
+function storedNotModified(s: StoredFile, r: AnswerRequest): boolean {
+  if (r.ifNoneMatch) return etagMatches(r.ifNoneMatch, s.etag);
+  if (!r.ifModifiedSince) return false;
+  const since = Date.parse(r.ifModifiedSince);
+  if (Number.isNaN(since)) return false;
+  return Math.floor(s.mtime.getTime() / 1000) * 1000 <= since;
+}
+
 /**
- * Writes a file answer; `fallback` answers instead when the file is gone
- * (evicted from its cache since), before anything has been written.
+ * What a file answer sends for a request, the same for both writers:
+ * undefined when the route must answer it (a made zip asked for with HEAD),
+ * `unsatisfiable` for a range past the end (the route's 416).
+ */
+export function fileReplyFor(a: FileAnswer, r: AnswerRequest): FileReply | 'unsatisfiable' | undefined {
+  const size = a.bytes.size;
+  const head = r.method === 'HEAD';
+  const s = a.stored;
+  if (!s) return r.method === 'GET' ? { status: 200, key: '200', headers: () => a.headers, range: { start: 0, end: size - 1 } } : undefined;
+  if (storedNotModified(s, r)) return { status: 304, key: '304', headers: () => storedBase(s), range: undefined };
+  const range = parseRange(r.range, size);
+  if (range === 'unsatisfiable') return range;
+  if (range) {
+    return {
+      status: 206,
+      key: undefined,
+      headers: () => [...storedBase(s), ['Content-Type', s.contentType], ['Content-Range', `bytes ${range.start}-${range.end}/${size}`], ['Content-Length', range.end - range.start + 1]],
+      range: head ? undefined : range,
+    };
+  }
+  return { status: 200, key: '200', headers: () => a.headers, range: head ? undefined : { start: 0, end: size - 1 } };
+}
+
+/**
+ * Writes a file answer through Node's response (for the request `res.req`);
+ * `fallback` answers instead when it is not this answer's to write (a made
+ * zip asked for with HEAD) or its file is gone (evicted from its cache
+ * since), before anything has been written.
  */
 export function writeFileAnswer(res: http.ServerResponse, a: FileAnswer, fallback: () => void): void {
-  if (a.body) {
-    for (const [name, value] of a.headers) res.setHeader(name, value);
-    res.writeHead(200);
-    res.end(a.body);
-    return;
+  void sendFileAnswer(res, a).then((sent) => { if (!sent) fallback(); }, () => undefined); // a read error destroys the response itself
+}
+
+/**
+ * The same, as a promise: false (nothing written) when it is the route's to
+ * answer or a file it starts with cannot be opened; rejects when a read fails
+ * after the head is out (the response is destroyed).
+ */
+export async function sendFileAnswer(res: http.ServerResponse, a: FileAnswer): Promise<boolean> {
+  const req = res.req;
+  const reply = fileReplyFor(a, {
+    method: req.method ?? 'GET',
+    ifNoneMatch: req.headers['if-none-match'],
+    ifModifiedSince: req.headers['if-modified-since'],
+    range: req.headers.range,
+    acceptEncoding: undefined,
+  });
+  if (reply === undefined) return false;
+  if (reply === 'unsatisfiable') {
+    // as the route: its headers, then the error's (which takes some of them off)
+    for (const [name, value] of a.headers) if (name !== 'Content-Length') res.setHeader(name, value);
+    sendError(res, HttpError.of('rangeNotSatisfiable', { 'Content-Range': `bytes */${a.bytes.size}` }));
+    return true;
   }
-  openFile(a.file).then((fd) => {
-    for (const [name, value] of a.headers) res.setHeader(name, value);
-    res.writeHead(200);
-    sendFileBody(res, fd, 0, a.size - 1).catch(() => undefined); // a read error destroys the response itself
-  }, fallback);
+  const pieces = reply.range ? piecesOf(a.bytes, reply.range.start, reply.range.end) : [];
+  // the first file is opened before the head is written: a file gone since means nothing sent yet
+  const first = pieces[0]?.file !== undefined ? await openFile(pieces[0].file).catch(() => undefined) : -1;
+  if (first === undefined) return false;
+  for (const [name, value] of reply.headers()) res.setHeader(name, value);
+  res.writeHead(reply.status);
+  if (!reply.range) { res.end(); return true; }
+  if (first >= 0) {
+    const p = pieces[0] as { file: string; from: number; to: number };
+    if (pieces.length === 1) { await sendFileBody(res, first, p.from, p.to - 1); return true; }
+    fs.close(first, () => undefined);
+  }
+  await sendPiecesBody(res, pieces);
+  return true;
 }
 
 /** Smaller bodies are not worth compressing. */
@@ -222,10 +356,17 @@ export function writeAnswer(req: http.IncomingMessage, res: http.ServerResponse,
 export class ResponseCache {
   private readonly map = new Map<string, CachedAnswer>();
   private readonly files = new Map<string, FileAnswer>();
+  /** file bytes by their file, shared by the answers of every URL naming them */
+  private readonly held = new Map<string, FileBytes>();
   private bytes = 0;
-  private fileBodyBytes = 0;
+  private bodyBytes = 0;
+  private clock = 0;
 
-  /** 32 MiB of file bodies: the zips being downloaded most, each at most 8 MiB */
+  /**
+   * 32 MiB of file bodies (zips of directory packages and zip packages as
+   * stored alike: one budget), each at most a quarter of it (8 MiB); the
+   * least recently downloaded go first.
+   */
   constructor(private readonly maxEntries = 5000, private readonly maxBytes = 64 * 1024 * 1024, private readonly maxFileBodyBytes = 32 * 1024 * 1024) {}
 
   get(url: string): CachedAnswer | undefined {
@@ -243,41 +384,126 @@ export class ResponseCache {
     }
   }
 
+  /** The file answer of `url`, counted as a download of its bytes (which come into memory when they have earned it). */
   getFile(url: string): FileAnswer | undefined {
-    return this.files.get(url);
+    const a = this.files.get(url);
+    if (a) this.use(a.bytes);
+    return a;
   }
 
-  /** Keeps a file answer; its bytes are read into memory meanwhile when they fit the budget for file bodies. */
+  /** A file answer already kept for these bytes' file, under any URL (the first segment of a zip's URL is free). */
+  heldBytes(file: string, size: number): FileBytes | undefined {
+    const b = this.held.get(file);
+    return b && b.size === size ? b : undefined;
+  }
+
+  /**
+   * Keeps a file answer. Its bytes are shared with the other URLs' answers
+   * of the same file, and read into memory now when they fit the budget for
+   * file bodies without pushing others out, or once downloaded again.
+   */
   setFile(url: string, a: FileAnswer): void {
     this.deleteFile(url);
+    const known = this.heldBytes(a.bytes.file, a.bytes.size);
+    if (known) a.bytes = known;
+    else {
+      const old = this.held.get(a.bytes.file);
+      if (old) this.dropBytes(old);
+      this.held.set(a.bytes.file, a.bytes);
+    }
+    a.bytes.refs++;
     this.files.set(url, a);
     if (this.files.size > this.maxEntries) this.deleteFile(this.files.keys().next().value as string);
-    if (a.size > this.maxFileBodyBytes / 4) return;
-    fs.readFile(a.file, (err, body) => {
-      if (err || body.length !== a.size || this.files.get(url) !== a) return;
-      a.body = body;
-      this.fileBodyBytes += body.length;
-      // the oldest bodies go first; their answers are written from the file again
-      for (const [otherUrl, other] of this.files) {
-        if (this.fileBodyBytes <= this.maxFileBodyBytes) break;
-        if (other !== a) this.evictFileBody(otherUrl);
-      }
+    this.use(a.bytes);
+  }
+
+  /** A download of `b`: its bytes are read into memory when they fit the budget, or (pushing the least recently used out) when asked for twice. */
+  private use(b: FileBytes): void {
+    b.used = ++this.clock;
+    b.hits++;
+    if (b.body || b.loading || b.size === 0 || b.size > this.maxFileBodyBytes / 4 || this.held.get(b.file) !== b) return;
+    if (b.hits < 2 && this.bodyBytes + b.size > this.maxFileBodyBytes) return;
+    b.loading = true;
+    // counted from now: bodies being read are within the budget too
+    this.bodyBytes += b.size;
+    this.makeRoom(b);
+    readBytes(b).then((body) => {
+      if (!b.loading) return; // dropped meanwhile, and uncounted then
+      b.loading = false;
+      if (this.held.get(b.file) !== b || body.length !== b.size) { this.bodyBytes -= b.size; return; }
+      b.body = body;
+    }, () => {
+      if (!b.loading) return;
+      b.loading = false;
+      this.bodyBytes -= b.size;
     });
+  }
+
+  /** Least recently used bodies out until the budget holds (never `keep`'s). */
+  private makeRoom(keep: FileBytes): void {
+    while (this.bodyBytes > this.maxFileBodyBytes) {
+      let victim: FileBytes | undefined;
+      for (const b of this.held.values()) if (b !== keep && b.body && (!victim || b.used < victim.used)) victim = b;
+      if (!victim) return; // the rest is being read: the reads already counted end within it
+      this.dropBody(victim);
+    }
+  }
+
+  private dropBody(b: FileBytes): void {
+    if (!b.body) return;
+    this.bodyBytes -= b.body.length;
+    b.body = undefined;
+    // earned again from scratch
+    b.hits = 0;
+  }
+
+  private dropBytes(b: FileBytes): void {
+    this.dropBody(b);
+    if (b.loading) { this.bodyBytes -= b.size; b.loading = false; }
+    if (this.held.get(b.file) === b) this.held.delete(b.file);
   }
 
   /** The file answer's bytes leave memory; it is written from its file again. */
   evictFileBody(url: string): void {
     const a = this.files.get(url);
-    if (!a?.body) return;
-    this.fileBodyBytes -= a.body.length;
-    a.body = undefined;
+    if (a) this.dropBody(a.bytes);
   }
 
   deleteFile(url: string): void {
     const a = this.files.get(url);
-    if (a?.body) this.fileBodyBytes -= a.body.length;
+    if (!a) return;
     this.files.delete(url);
+    if (--a.bytes.refs <= 0) this.dropBytes(a.bytes);
   }
 
   get size(): number { return this.map.size; }
+
+  /** Bytes of file bodies held in memory or being read into it, and the bound they keep within. */
+  get fileBodyBytes(): number { return this.bodyBytes; }
+  get fileBodyBudget(): number { return this.maxFileBodyBytes; }
+}
+
+/** All of a file answer's bytes, read from where they are kept. */
+async function readBytes(b: FileBytes): Promise<Buffer> {
+  if (!b.pieces) return fs.promises.readFile(b.file);
+  const out = Buffer.allocUnsafe(b.size);
+  let at = 0;
+  for (const p of b.pieces(0, b.size - 1)) {
+    if (p.data) { at += p.data.copy(out, at); continue; }
+    const fh = await fs.promises.open(p.file, 'r');
+    try {
+      const want = p.to - p.from;
+      let got = 0;
+      while (got < want) {
+        const { bytesRead } = await fh.read(out, at + got, want - got, p.from + got);
+        if (bytesRead === 0) throw new Error(`${p.file} ended early`);
+        got += bytesRead;
+      }
+      at += want;
+    } finally {
+      await fh.close();
+    }
+  }
+  if (at !== b.size) throw new Error(`${b.file}: ${at} bytes read, ${b.size} expected`);
+  return out;
 }

@@ -33,6 +33,56 @@ export function openFile(file: string): Promise<number> {
  * socket; rejects (after destroying the response) when the file cannot be read.
  */
 export function sendFileBody(res: http.ServerResponse, fd: number, start: number, end: number): Promise<void> {
+  return pump(res, fd, start, end, true).then(() => undefined);
+}
+
+/** Bytes of a body where they are kept: `data` itself, or bytes [from, to) of `file`. */
+export type BodyPiece = { data: Buffer; file?: undefined } | { data?: undefined; file: string; from: number; to: number };
+
+/**
+ * Writes the pieces, in order, as the body of `res` and ends it: buffers as
+ * they are, file ranges read chunk by chunk into pooled buffers (one file open
+ * at a time). Settles like sendFileBody; a file that cannot be opened after
+ * the head is out destroys the response, as a failed read does.
+ */
+export async function sendPiecesBody(res: http.ServerResponse, pieces: BodyPiece[]): Promise<void> {
+  for (let i = 0; i < pieces.length; i++) {
+    const p = pieces[i];
+    const last = i === pieces.length - 1;
+    if (res.destroyed) return;
+    if (p.data) {
+      if (last) { res.end(p.data); return; }
+      if (!res.write(p.data)) await drained(res);
+      continue;
+    }
+    if (p.to <= p.from) { if (last) res.end(); continue; }
+    let fd: number;
+    try {
+      fd = await openFile(p.file);
+    } catch (err) {
+      res.destroy(err as Error);
+      throw err;
+    }
+    if (!(await pump(res, fd, p.from, p.to - 1, last))) return;
+  }
+  if (pieces.length === 0) res.end();
+}
+
+/** Resolves once `res` takes more bytes, or has gone away. */
+function drained(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
+/**
+ * Bytes [start, end] of `fd` written to `res`, then `res` ended when `last`;
+ * `fd` is closed in every case. Resolves true when every byte was handed to
+ * the socket, false when the client went away first.
+ */
+function pump(res: http.ServerResponse, fd: number, start: number, end: number, last: boolean): Promise<boolean> {
   return new Promise((resolve, reject) => {
     let pos = start;
     let closed = false;
@@ -42,34 +92,36 @@ export function sendFileBody(res: http.ServerResponse, fd: number, start: number
       fs.close(fd, () => undefined);
     };
     let reading = false;
-    res.once('close', () => { if (!reading) closeFd(); });
+    const onClose = () => { if (!reading) closeFd(); };
+    res.once('close', onClose);
+    const finish = (ok: boolean) => { res.off('close', onClose); closeFd(); resolve(ok); };
     const next = () => {
-      if (res.destroyed) { closeFd(); resolve(); return; }
-      if (pos > end) { closeFd(); res.end(); resolve(); return; }
+      if (res.destroyed) { finish(false); return; }
+      if (pos > end) { if (last) res.end(); finish(true); return; }
       const buf = take();
       reading = true;
       fs.read(fd, buf, 0, Math.min(CHUNK, end - pos + 1), pos, (err, n) => {
         reading = false;
         if (err || n === 0) {
           give(buf);
+          res.off('close', onClose);
           closeFd();
           const failure = err ?? new Error('file ended before its size');
           res.destroy(failure);
           reject(failure);
           return;
         }
-        if (res.destroyed) { give(buf); closeFd(); resolve(); return; }
+        if (res.destroyed) { give(buf); finish(false); return; }
         pos += n;
         const chunk = n === buf.length ? buf : buf.subarray(0, n);
-        if (pos > end) {
+        if (pos > end && last) {
           // the last chunk: no more reads, the buffer is free once the answer is out
-          closeFd();
           res.end(chunk, () => give(buf));
-          resolve();
+          finish(true);
           return;
         }
         res.write(chunk, (werr) => {
-          if (werr) { closeFd(); resolve(); return; } // the client went away: the buffer may still be referenced
+          if (werr) { finish(false); return; } // the client went away: the buffer may still be referenced
           give(buf);
           next();
         });

@@ -147,7 +147,12 @@ export interface ZipArchive {
   openYauzl(options: yauzl.Options): Promise<yauzl.ZipFile>;
   /** where bytes [start, start + length) are kept as they are in a file, when they are (the builder writes them from there) */
   locate(start: number, length: number): { file: string; offset: number } | undefined;
+  /** where bytes [start, end] inclusive are, in order: slices of buffers held already, or ranges of files (a download is written from them without a stream) */
+  pieces(start: number, end: number): ArchivePiece[];
 }
+
+/** Bytes of a zip where they are kept: `data` itself, or bytes [from, to) of `file`. */
+export type ArchivePiece = { data: Buffer; file?: undefined; from: 0; to: number } | { data?: undefined; file: string; from: number; to: number };
 
 class PlainZip implements ZipArchive {
   readonly recipe = false;
@@ -159,6 +164,7 @@ class PlainZip implements ZipArchive {
     return new Promise((resolve, reject) => yauzl.open(this.file, options, (err, zip) => (err || !zip ? reject(err ?? new Error('unknown error')) : resolve(zip))));
   }
   locate(start: number): { file: string; offset: number } { return { file: this.file, offset: start }; }
+  pieces(start: number, end: number): ArchivePiece[] { return end < start ? [] : [{ file: this.file, from: start, to: Math.min(end + 1, this.size) }]; }
 }
 
 function readFileRange(file: string, position: number, length: number): Buffer {
@@ -228,7 +234,7 @@ class RecipeZip implements ZipArchive {
   }
 
   /** The pieces of bytes [start, end) in order: slices of buffers, or ranges of store files. */
-  private *pieces(start: number, end: number): Generator<{ data?: Buffer; file?: string; from: number; to: number }> {
+  private *slices(start: number, end: number): Generator<{ data?: Buffer; file?: string; from: number; to: number }> {
     if (start >= end) return;
     for (let i = this.find(start); i < this.placed.length; i++) {
       const p = this.placed[i];
@@ -240,7 +246,7 @@ class RecipeZip implements ZipArchive {
   }
 
   createReadStream(start = 0, end = this.size - 1): Readable {
-    const pieces = [...this.pieces(start, Math.min(end + 1, this.size))];
+    const pieces = [...this.slices(start, Math.min(end + 1, this.size))];
     async function* bytes(): AsyncGenerator<Buffer> {
       for (const p of pieces) {
         if (p.data) { yield p.data.subarray(p.from, p.to); continue; }
@@ -256,9 +262,13 @@ class RecipeZip implements ZipArchive {
     return Readable.from(bytes(), { objectMode: false });
   }
 
+  pieces(start: number, end: number): ArchivePiece[] {
+    return [...this.slices(start, Math.min(end + 1, this.size))].map((p) => (p.data ? { data: p.data.subarray(p.from, p.to), from: 0 as const, to: p.to - p.from } : { file: p.file!, from: p.from, to: p.to }));
+  }
+
   readSync(position: number, length: number): Buffer {
     const out: Buffer[] = [];
-    for (const p of this.pieces(position, position + length)) out.push(p.data ? p.data.subarray(p.from, p.to) : readFileRange(p.file!, p.from, p.to - p.from));
+    for (const p of this.slices(position, position + length)) out.push(p.data ? p.data.subarray(p.from, p.to) : readFileRange(p.file!, p.from, p.to - p.from));
     const buf = Buffer.concat(out);
     if (buf.length !== length) throw new RecipeError(`${this.file}: ${length} bytes at ${position} asked for, ${buf.length} there`);
     return buf;
@@ -270,7 +280,7 @@ class RecipeZip implements ZipArchive {
   }
 
   locate(start: number, length: number): { file: string; offset: number } | undefined {
-    const [one, two] = [...this.pieces(start, start + length)];
+    const [one, two] = [...this.slices(start, start + length)];
     return one && !two && one.file && one.to - one.from === length ? { file: one.file, offset: one.from } : undefined;
   }
 }

@@ -9,7 +9,7 @@ import { fileEtag, serveFile } from '../http/serve-file.js';
 import { zipPackage } from '../packages/archive.js';
 import { ZipSource } from '../packages/source.js';
 import { openFile, sendFileBody } from '../http/send-file.js';
-import { headersOf } from '../http/response-cache.js';
+import { fileBytes, headersOf, sendFileAnswer, storedFileAnswer } from '../http/response-cache.js';
 
 const ARTIFACT_RE = /^\/epr\/[^/]+\/([a-z0-9_]+)-([^/]+)\.zip(\.sig)?$/;
 
@@ -46,10 +46,25 @@ export function artifactRoute(ctx: RegistryContext) {
       // the file as stored, or the same bytes rebuilt from its recipe (packages/zip-recipe.ts)
       const zip = pkg.source.archive;
       const st = await zip.stat();
-      await serveFile(req, res, {
-        size: st.size, mtime: st.mtime, etag: fileEtag(st.size, st.mtime), contentType: 'application/zip',
-        open: async (start, end) => zip.createReadStream(start, end),
-      }, ctx.cacheTime.catchAll);
+      if (st.size === 0) {
+        await serveFile(req, res, {
+          size: st.size, mtime: st.mtime, etag: fileEtag(st.size, st.mtime), contentType: 'application/zip',
+          open: async (start, end) => zip.createReadStream(start, end),
+        }, ctx.cacheTime.catchAll);
+        return;
+      }
+      // Kept as a ready answer: the next downloads of this URL (GET or HEAD,
+      // ranges and 304s too) are written before the router, from memory once
+      // the bytes are held there (the budget shared with made zips), else
+      // straight from the file or the recipe's pieces.
+      const bytes = ctx.answers?.heldBytes(zip.file, st.size)
+        ?? fileBytes(zip.file, st.size, zip.recipe ? (start, end) => zip.pieces(start, end) : undefined);
+      const answer = storedFileAnswer(bytes, { etag: fileEtag(st.size, st.mtime), mtime: st.mtime, contentType: 'application/zip', cacheSeconds: ctx.cacheTime.catchAll });
+      ctx.answers?.setFile(req.originalUrl, answer);
+      if (!(await sendFileAnswer(res, answer))) {
+        ctx.answers?.deleteFile(req.originalUrl);
+        throw new Error(`${zip.file} cannot be opened`);
+      }
       return;
     }
     // As EPR: a directory package's zip is made, not stored, so it offers no ranges.
@@ -64,7 +79,7 @@ export function artifactRoute(ctx: RegistryContext) {
     if (made && fd !== undefined) {
       res.setHeader('Content-Length', made.size);
       // the next download of this URL is written straight from the file, before the router
-      ctx.answers?.setFile(req.originalUrl, { file: made.file, size: made.size, headers: headersOf(res) });
+      ctx.answers?.setFile(req.originalUrl, { bytes: fileBytes(made.file, made.size), headers: headersOf(res) });
       await sendFileBody(res, fd, 0, made.size - 1);
       return;
     }
