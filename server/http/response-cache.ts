@@ -427,6 +427,12 @@ export class ResponseCache {
     // counted from now: bodies being read are within the budget too
     this.bodyBytes += b.size;
     this.makeRoom(b);
+    if (this.bodyBytes > this.maxFileBodyBytes) {
+      // the rest of the budget is being read into: not this one, not now
+      this.bodyBytes -= b.size;
+      b.loading = false;
+      return;
+    }
     readBytes(b).then((body) => {
       if (!b.loading) return; // dropped meanwhile, and uncounted then
       b.loading = false;

@@ -7,6 +7,7 @@ import tarStream from 'tar-stream';
 import yazl from 'yazl';
 import type { Readable } from 'node:stream';
 import type { PackageSource } from './source.js';
+import type { ZipArchive } from './zip-recipe.js';
 
 /** A fixed timestamp keeps archives built from the same files byte-identical. */
 export const ARCHIVE_MTIME = new Date('2020-01-01T00:00:00Z');
@@ -70,7 +71,7 @@ export class ZipCache {
   constructor(private readonly parent = os.tmpdir(), private readonly maxBytes = 512 * 1024 * 1024) {}
 
   /** The complete zip of `source`, made now if need be; undefined when it cannot be kept. */
-  get(source: PackageSource, topFolder: string): Promise<MadeZip | undefined> {
+  get(source: PackageSource | undefined, topFolder: string, bytes?: () => Readable): Promise<MadeZip | undefined> {
     const done = this.ready.get(topFolder);
     if (done) {
       // refresh its place: recently used zips stay
@@ -80,10 +81,19 @@ export class ZipCache {
     }
     let p = this.pending.get(topFolder);
     if (!p) {
-      p = this.make(source, topFolder).finally(() => this.pending.delete(topFolder));
+      p = this.make(bytes ?? (() => zipPackage(source!, topFolder)), topFolder).finally(() => this.pending.delete(topFolder));
       this.pending.set(topFolder, p);
     }
     return p;
+  }
+
+  /**
+   * The same for a zip package kept as a recipe: its bytes, rebuilt once from
+   * the recipe's pieces, in one file (then a download is a few reads of one
+   * file, not an open and a read of every entry of the store).
+   */
+  getStored(archive: ZipArchive, topFolder: string): Promise<MadeZip | undefined> {
+    return this.get(undefined, `${topFolder}.stored`, () => archive.createReadStream());
   }
 
   /** Forgets a kept zip whose file is gone: the next download makes it again. */
@@ -103,13 +113,13 @@ export class ZipCache {
     return this.folder;
   }
 
-  private async make(source: PackageSource, topFolder: string): Promise<MadeZip | undefined> {
+  private async make(bytes: () => Readable, topFolder: string): Promise<MadeZip | undefined> {
     const dir = await this.dir();
     if (!dir) return undefined;
     const file = path.join(dir, `${topFolder}.zip`);
     const tmp = `${file}.${Date.now()}.tmp`;
     try {
-      await pipeline(zipPackage(source, topFolder), fs.createWriteStream(tmp));
+      await pipeline(bytes(), fs.createWriteStream(tmp));
       await fs.promises.rename(tmp, file);
     } catch {
       // a full disk, a file that vanished: this answer is zipped on the fly

@@ -56,15 +56,25 @@ export function artifactRoute(ctx: RegistryContext) {
       // Kept as a ready answer: the next downloads of this URL (GET or HEAD,
       // ranges and 304s too) are written before the router, from memory once
       // the bytes are held there (the budget shared with made zips), else
-      // straight from the file or the recipe's pieces.
-      const bytes = ctx.answers?.heldBytes(zip.file, st.size)
-        ?? fileBytes(zip.file, st.size, zip.recipe ? (start, end) => zip.pieces(start, end) : undefined);
-      const answer = storedFileAnswer(bytes, { etag: fileEtag(st.size, st.mtime), mtime: st.mtime, contentType: 'application/zip', cacheSeconds: ctx.cacheTime.catchAll });
+      // straight from the file. A recipe's zip is rebuilt once into the
+      // folder of made zips (bounded on disk like them): sent from one file,
+      // not from an open and a read of every entry of the store.
+      const stored = { etag: fileEtag(st.size, st.mtime), mtime: st.mtime, contentType: 'application/zip', cacheSeconds: ctx.cacheTime.catchAll };
+      const answerFor = async (rebuilt: boolean) => {
+        const made = rebuilt && zip.recipe && ctx.zips ? await ctx.zips.getStored(zip, pkg.key) : undefined;
+        const file = made && made.size === st.size ? made.file : zip.file;
+        const pieces = file === zip.file && zip.recipe ? (start: number, end: number) => zip.pieces(start, end) : undefined;
+        return storedFileAnswer(ctx.answers?.heldBytes(file, st.size) ?? fileBytes(file, st.size, pieces), stored);
+      };
+      let answer = await answerFor(true);
       ctx.answers?.setFile(req.originalUrl, answer);
-      if (!(await sendFileAnswer(res, answer))) {
-        ctx.answers?.deleteFile(req.originalUrl);
-        throw new Error(`${zip.file} cannot be opened`);
-      }
+      if (await sendFileAnswer(res, answer)) return;
+      // the rebuilt file is gone (a tmp cleaner): from the recipe's pieces now, rebuilt again next time
+      ctx.answers?.deleteFile(req.originalUrl);
+      if (!zip.recipe) throw new Error(`${zip.file} cannot be opened`);
+      ctx.zips?.forget(`${pkg.key}.stored`);
+      answer = await answerFor(false);
+      if (!(await sendFileAnswer(res, answer))) throw new Error(`${zip.file}: the recipe's entries cannot be opened`);
       return;
     }
     // As EPR: a directory package's zip is made, not stored, so it offers no ranges.
