@@ -4,6 +4,7 @@ import type { BakedPackage } from '../server/packages/baked.js';
 import { stampText } from '../server/packages/baked.js';
 import type { Package } from '../server/packages/package.js';
 import { relativePath, ZipSource } from '../server/packages/source.js';
+import { directoryRecords, LOCAL_HEADER_LENGTH, localDataStart, readEndRecord } from '../server/packages/zip-directory.js';
 import { decodeRecipe, encodeRecipe, ENTRY_STORE, type RecipeSegment, type ZipArchive } from '../server/packages/zip-recipe.js';
 import { FIXED_MTIME, type TarEntry } from './tar.js';
 
@@ -57,61 +58,16 @@ export function entryRanges(a: ZipArchive): Array<{ start: number; length: numbe
   }
 }
 
-const U32 = 0xffffffff;
-
 function readRanges(a: ZipArchive): Array<{ start: number; length: number }> {
-  const size = a.size;
-  const tailLength = Math.min(size, 22 + 0xffff);
-  const tail = a.readSync(size - tailLength, tailLength);
-  let eocd = -1;
-  for (let i = tail.length - 22; i >= 0; i--) {
-    if (tail.readUInt32LE(i) === 0x06054b50 && i + 22 + tail.readUInt16LE(i + 20) === tail.length) { eocd = i; break; }
-  }
-  if (eocd < 0) return [];
-  let count = tail.readUInt16LE(eocd + 10);
-  let cdSize = tail.readUInt32LE(eocd + 12);
-  let cdOffset = tail.readUInt32LE(eocd + 16);
-  if (count === 0xffff || cdSize === U32 || cdOffset === U32) {
-    const locator = size - tailLength + eocd - 20;
-    if (locator < 0) return [];
-    const loc = a.readSync(locator, 20);
-    if (loc.readUInt32LE(0) !== 0x07064b50) return [];
-    const z64 = a.readSync(Number(loc.readBigUInt64LE(8)), 56);
-    if (z64.readUInt32LE(0) !== 0x06064b50) return [];
-    count = Number(z64.readBigUInt64LE(32));
-    cdSize = Number(z64.readBigUInt64LE(40));
-    cdOffset = Number(z64.readBigUInt64LE(48));
-  }
-  if (cdOffset + cdSize > size) return [];
-  const cd = a.readSync(cdOffset, cdSize);
+  const end = readEndRecord(a);
+  if (!end || end.directoryOffset + end.directorySize > a.size) return [];
+  const cd = a.readSync(end.directoryOffset, end.directorySize);
   const out: Array<{ start: number; length: number }> = [];
-  let at = 0;
-  for (let i = 0; i < count && at + 46 <= cd.length; i++) {
-    if (cd.readUInt32LE(at) !== 0x02014b50) break;
-    let compressed = cd.readUInt32LE(at + 20);
-    const uncompressed = cd.readUInt32LE(at + 24);
-    const n = cd.readUInt16LE(at + 28);
-    const m = cd.readUInt16LE(at + 30);
-    const k = cd.readUInt16LE(at + 32);
-    let local = cd.readUInt32LE(at + 42);
-    // zip64: the extra field 0x0001 holds, in order, the values whose field reads 0xffffffff
-    for (let x = at + 46 + n; x + 4 <= at + 46 + n + m;) {
-      const id = cd.readUInt16LE(x);
-      const len = cd.readUInt16LE(x + 2);
-      if (id === 0x0001) {
-        let f = x + 4;
-        if (uncompressed === U32) f += 8;
-        if (compressed === U32) { compressed = Number(cd.readBigUInt64LE(f)); f += 8; }
-        if (local === U32) local = Number(cd.readBigUInt64LE(f));
-      }
-      x += 4 + len;
-    }
-    at += 46 + n + m + k;
-    if (local + 30 > size) continue;
-    const lh = a.readSync(local, 30);
-    if (lh.readUInt32LE(0) !== 0x04034b50) continue;
-    const start = local + 30 + lh.readUInt16LE(26) + lh.readUInt16LE(28);
-    if (compressed > 0 && start + compressed <= size) out.push({ start, length: compressed });
+  // as many records as can be read: the entries of a directory cut short are still worth storing
+  for (const r of directoryRecords(cd, end.entries)) {
+    if (r.localHeader + LOCAL_HEADER_LENGTH > a.size) continue;
+    const start = localDataStart(a, r.localHeader);
+    if (start !== undefined && r.compressedSize > 0 && start + r.compressedSize <= a.size) out.push({ start, length: r.compressedSize });
   }
   return out;
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
+import { directoryRecords, localDataStart, readEndRecord, UNICODE_PATH_EXTRA } from './zip-directory.js';
 import { openZipArchive, type ZipArchive } from './zip-recipe.js';
 
 /** One file of a package, by its path relative to the package root (always `/`-separated). */
@@ -270,9 +271,9 @@ export class ZipSource implements PackageSource {
     const { localHeader, flags, method } = ref.span;
     if (flags & 0x1) throw new Error('encrypted entries are not supported');
     if (method !== 0 && method !== 8) throw new Error(`compression method ${method} is not supported`);
-    const head = this.archive.readSync(localHeader, 30);
-    if (head.readUInt32LE(0) !== 0x04034b50) throw new Error('no local file header where the central directory says');
-    return localHeader + 30 + head.readUInt16LE(26) + head.readUInt16LE(28);
+    const start = localDataStart(this.archive, localHeader);
+    if (start === undefined) throw new Error('no local file header where the central directory says');
+    return start;
   }
 
   private entryError(ref: ZipEntryRef, message: string): SourceError {
@@ -313,47 +314,21 @@ type ListedEntry = { name: string; size: number; span: EntrySpan };
  * own checks and error messages.
  */
 function readCentralDirectory(archive: ZipArchive): ListedEntry[] | undefined {
-  const size = archive.size;
-  if (size < 22) return undefined;
-  const tailLength = Math.min(size, 22 + 0xffff);
-  const tail = archive.readSync(size - tailLength, tailLength);
-  // the last end-of-central-directory signature, as yauzl takes it
-  let eocd = tail.length - 22;
-  while (eocd >= 0 && tail.readUInt32LE(eocd) !== 0x06054b50) eocd--;
-  if (eocd < 0 || eocd + 22 + tail.readUInt16LE(eocd + 20) !== tail.length || tail.readUInt16LE(eocd + 4) !== 0 || tail.readUInt16LE(eocd + 6) !== 0) return undefined;
-  const count = tail.readUInt16LE(eocd + 10);
-  const cdSize = tail.readUInt32LE(eocd + 12);
-  const cdOffset = tail.readUInt32LE(eocd + 16);
-  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff || tail.readUInt16LE(eocd + 8) !== count) return undefined;
-  if (cdOffset + cdSize > size - tailLength + eocd) return undefined;
-  const cd = archive.readSync(cdOffset, cdSize);
+  const end = readEndRecord(archive);
+  if (!end || !end.last || end.zip64 || end.disk !== 0 || end.directoryDisk !== 0 || end.diskEntries !== end.entries) return undefined;
+  if (end.directoryOffset + end.directorySize > end.offset) return undefined;
+  const cd = archive.readSync(end.directoryOffset, end.directorySize);
   const out: ListedEntry[] = [];
-  let at = 0;
-  for (let n = 0; n < count; n++) {
-    if (at + 46 > cd.length || cd.readUInt32LE(at) !== 0x02014b50) return undefined;
-    const flags = cd.readUInt16LE(at + 8);
-    const method = cd.readUInt16LE(at + 10);
-    const compressedSize = cd.readUInt32LE(at + 20);
-    const uncompressed = cd.readUInt32LE(at + 24);
-    const nameLength = cd.readUInt16LE(at + 28);
-    const extraLength = cd.readUInt16LE(at + 30);
-    const commentLength = cd.readUInt16LE(at + 32);
-    const localHeader = cd.readUInt32LE(at + 42);
-    const end = at + 46 + nameLength + extraLength + commentLength;
-    if (end > cd.length || compressedSize === 0xffffffff || uncompressed === 0xffffffff || localHeader === 0xffffffff) return undefined;
-    if (method === 0 && compressedSize !== uncompressed) return undefined;
-    const nameBytes = cd.subarray(at + 46, at + 46 + nameLength);
-    if (!(flags & 0x800) && nameBytes.some((b) => b >= 0x80)) return undefined;
-    for (let x = at + 46 + nameLength; x + 4 <= at + 46 + nameLength + extraLength;) {
-      if (cd.readUInt16LE(x) === 0x7075) return undefined;
-      x += 4 + cd.readUInt16LE(x + 2);
-    }
-    const name = nameBytes.toString('utf8');
+  for (const r of directoryRecords(cd, end.entries)) {
+    if (r.end > cd.length || r.zip64) return undefined;
+    if (r.method === 0 && r.compressedSize !== r.uncompressedSize) return undefined;
+    if (!(r.flags & 0x800) && r.name.some((b) => b >= 0x80)) return undefined;
+    if (r.extraIds.includes(UNICODE_PATH_EXTRA)) return undefined;
+    const name = r.name.toString('utf8');
     if (name.includes('\\') || name.includes('\ufffd') || unsafeEntryName(name)) return undefined;
-    out.push({ name, size: uncompressed, span: { method, flags, compressedSize, localHeader } });
-    at = end;
+    out.push({ name, size: r.uncompressedSize, span: { method: r.method, flags: r.flags, compressedSize: r.compressedSize, localHeader: r.localHeader } });
   }
-  return out;
+  return out.length === end.entries ? out : undefined;
 }
 
 async function listZipEntries(archive: ZipArchive): Promise<ListedEntry[]> {
