@@ -9,13 +9,13 @@
  * image tag is in a test-only repository, removed at the end.
  */
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { engine, ensureEngine, removeContainer, runImage, untag, waitForHttp, type RunningContainer } from '../../builder/image.js';
+import { engine, type RunningContainer } from '../../builder/image.js';
 import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage, type PackageSpec } from '../helpers/fixtures.js';
-import { PROJECT_ROOT, rawRequest, startRegistry, type TestRegistry } from '../helpers/server.js';
-import { cli, exec, sh } from '../helpers/builder-cli.js';
+import { rawRequest, type TestRegistry } from '../helpers/server.js';
+import { exec } from '../helpers/builder-cli.js';
+import { imageBesidePlainRegistry, prepareEngine, type ImageBesidePlain } from '../helpers/image-beside-plain.js';
 
 /** Bytes that do not repeat inside themselves (an image, say), the same for the same seed. */
 function noise(seed: string, size: number): Buffer {
@@ -51,15 +51,13 @@ const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex'
 describe('layers with hard links (Docker engine)', function () {
   this.timeout(900_000);
   const docker = engine();
-  const refs: string[] = [];
+  let image: ImageBesidePlain | undefined;
   let container: RunningContainer | undefined;
   let plain: TestRegistry | undefined;
-  let work = '';
 
   before(async () => {
-    await ensureEngine(docker);
-    sh('bash', [path.join(PROJECT_ROOT, '..', 'shared', 'ci', 'node-base-image.sh')]);
-    work = tmpDir('epr-it-links-');
+    await prepareEngine(docker);
+    const work = tmpDir('epr-it-links-');
     const lower = path.join(work, 'lower');
     const upper = path.join(work, 'upper');
     for (const s of versionsOf('web_links', ['1.0.0', '1.1.0', '1.2.0', '2.0.0'])) writeDirPackage(lower, s);
@@ -67,26 +65,12 @@ describe('layers with hard links (Docker engine)', function () {
     // the upper layer repeats contents of the lower one (never linked across layers) and of itself
     for (const s of versionsOf('web_links', ['2.1.0', '2.2.0'])) writeDirPackage(upper, s);
     await writeZipPackage(upper, { name: 'zip_links', version: '1.0.0', files: { 'img/overview.png': noise('web_links-overview', 250_000) } });
-    const file = path.join(work, 'itlinks.yml');
-    fs.writeFileSync(file, [
-      'name: itlinks', 'image:', `  repository: epr-it-links/distribution-${process.pid}`, 'package_registry:', '  version: 1.40.1', 'layers:',
-      '  - name: lower', '    source:', `      directory: ${lower}`,
-      '  - name: upper', '    source:', `      directory: ${upper}`,
-    ].join('\n'));
-    const r = await cli(['build', file, '--json', '--cache-dir', tmpDir('epr-it-links-cache-'), '--no-delta']);
-    expect(r.code, r.stderr).to.equal(0);
-    const summary = JSON.parse(r.stdout) as { image: string; tags: string[] };
-    refs.push(...summary.tags);
-    container = await runImage(docker, summary.image);
-    await waitForHttp(`${container.url}/health`, 60_000);
-    plain = await startRegistry([lower, upper]);
-    expect(plain.problems).to.deep.equal([]);
+    image = await imageBesidePlainRegistry('links', [{ name: 'lower', directory: lower }, { name: 'upper', directory: upper }], docker);
+    ({ container, plain } = image);
   });
 
   after(async () => {
-    if (container) await removeContainer(docker, container.id);
-    for (const ref of refs) await untag(docker, ref).catch(() => undefined);
-    await plain?.close();
+    await image?.cleanup();
     cleanupTmp();
   });
 

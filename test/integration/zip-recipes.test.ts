@@ -13,27 +13,26 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
-import { engine, ensureEngine, removeContainer, runImage, untag, waitForHttp, type RunningContainer } from '../../builder/image.js';
+import { engine, type RunningContainer } from '../../builder/image.js';
 import { cleanupTmp, tmpDir, writeDirPackage, writeZipPackage } from '../helpers/fixtures.js';
-import { PROJECT_ROOT, rawRequest, startRegistry, type TestRegistry } from '../helpers/server.js';
-import { cli, exec, sh } from '../helpers/builder-cli.js';
+import { rawRequest, type TestRegistry } from '../helpers/server.js';
+import { exec } from '../helpers/builder-cli.js';
+import { imageBesidePlainRegistry, prepareEngine, type ImageBesidePlain } from '../helpers/image-beside-plain.js';
 import { sha256, zipVersions } from '../helpers/zip-recipes.js';
 
 describe('zip packages as recipes (Docker engine)', function () {
   this.timeout(900_000);
   const docker = engine();
-  const refs: string[] = [];
+  let image: ImageBesidePlain | undefined;
   let container: RunningContainer | undefined;
   let plain: TestRegistry | undefined;
-  let work = '';
   let gnupg = '';
   const gpg = (args: string[]) => spawnSync('gpg', ['--batch', '--homedir', gnupg, ...args], { encoding: 'utf8' });
 
   before(async function () {
     if (spawnSync('gpg', ['--version']).status !== 0) this.skip();
-    await ensureEngine(docker);
-    sh('bash', [path.join(PROJECT_ROOT, '..', 'shared', 'ci', 'node-base-image.sh')]);
-    work = tmpDir('epr-it-recipes-');
+    await prepareEngine(docker);
+    const work = tmpDir('epr-it-recipes-');
     gnupg = tmpDir('epr-it-gnupg-');
     fs.chmodSync(gnupg, 0o700);
     const key = gpg(['--passphrase', '', '--quick-gen-key', 'EPR test signing key <test@example.invalid>', 'ed25519', 'sign', 'never']);
@@ -52,26 +51,12 @@ describe('zip packages as recipes (Docker engine)', function () {
         expect(r.status, r.stderr).to.equal(0);
       }
     }
-    const file = path.join(work, 'itrecipes.yml');
-    fs.writeFileSync(file, [
-      'name: itrecipes', 'image:', `  repository: epr-it-recipes/distribution-${process.pid}`, 'package_registry:', '  version: 1.40.1', 'layers:',
-      '  - name: lower', '    source:', `      directory: ${lower}`,
-      '  - name: upper', '    source:', `      directory: ${upper}`,
-    ].join('\n'));
-    const r = await cli(['build', file, '--json', '--cache-dir', tmpDir('epr-it-recipes-cache-'), '--no-delta']);
-    expect(r.code, r.stderr).to.equal(0);
-    const summary = JSON.parse(r.stdout) as { image: string; tags: string[] };
-    refs.push(...summary.tags);
-    container = await runImage(docker, summary.image);
-    await waitForHttp(`${container.url}/health`, 60_000);
-    plain = await startRegistry([lower, upper]);
-    expect(plain.problems).to.deep.equal([]);
+    image = await imageBesidePlainRegistry('recipes', [{ name: 'lower', directory: lower }, { name: 'upper', directory: upper }], docker);
+    ({ container, plain } = image);
   });
 
   after(async () => {
-    if (container) await removeContainer(docker, container.id);
-    for (const ref of refs) await untag(docker, ref).catch(() => undefined);
-    await plain?.close();
+    await image?.cleanup();
     cleanupTmp();
   });
 
