@@ -22,7 +22,7 @@ import { describeLite } from './lite.js';
 import { formatSizeDelta } from './stages/diff.js';
 import { DIFF_HELP, DiffUsageError, diffCommand } from './stages/diff-cli.js';
 import type { PublishedFrom } from './stages/published.js';
-import { optionValue } from './args.js';
+import { eachArg } from './args.js';
 import * as ociBundle from './oci/bundle.js';
 import * as ociEngine from './oci/engine.js';
 import * as ociRegistry from './oci/registry.js';
@@ -163,13 +163,7 @@ interface BuildArgs {
 
 function parseBuildArgs(argv: string[]): BuildArgs {
   const a: BuildArgs = { names: [], all: false, push: false, noCache: false, noDelta: false, json: false, help: false, allowOverwrite: false, allowRemoval: false, publishedFrom: 'auto', noEngine: false, insecureRegistries: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = (flag: string) => {
-      const o = optionValue(argv, i, flag, UsageError);
-      i = o.last;
-      return o.value;
-    };
+  eachArg(argv, UsageError, (arg, value) => {
     if (arg === '--help' || arg === '-h') a.help = true;
     else if (arg === '--all') a.all = true;
     else if (arg === '--push') a.push = true;
@@ -192,7 +186,7 @@ function parseBuildArgs(argv: string[]): BuildArgs {
       a.publishedFrom = v;
     } else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg} (see build --help)`);
     else a.names.push(arg);
-  }
+  });
   if (a.help) return a;
   if (a.all && a.names.length > 0) throw new UsageError('give either --all or distribution names, not both');
   if (!a.all && a.names.length === 0) throw new UsageError('which distribution? (build <name> or build --all; see build --help)');
@@ -398,20 +392,14 @@ interface LoadArgs { file?: string; toRegistry?: string; insecure: string[]; jso
 function parseLoadArgs(argv: string[]): LoadArgs {
   const a: LoadArgs = { insecure: [], json: false, help: false };
   const files: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = (flag: string) => {
-      const o = optionValue(argv, i, flag, UsageError);
-      i = o.last;
-      return o.value;
-    };
+  eachArg(argv, UsageError, (arg, value) => {
     if (arg === '--help' || arg === '-h') a.help = true;
     else if (arg === '--json') a.json = true;
     else if (arg === '--to-registry' || arg.startsWith('--to-registry=')) a.toRegistry = value('--to-registry');
     else if (arg === '--insecure-registry' || arg.startsWith('--insecure-registry=')) a.insecure.push(value('--insecure-registry'));
     else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg} (see load --help)`);
     else files.push(arg);
-  }
+  });
   if (a.help) return a;
   if (files.length !== 1) throw new UsageError(`load wants exactly one <bundle.tar>${files.length ? `, got ${files.length}: ${files.join(' ')}` : ''} (see load --help)`);
   a.file = files[0];

@@ -5,7 +5,7 @@ import { DistributionError } from '../distribution.js';
 import { PromotionError } from './layer.js';
 import { promote, summary, type Step } from './promote.js';
 import { isStage, parsePackageId, STAGES, type PackageId, type Stage } from './stages.js';
-import { optionValue } from '../args.js';
+import { eachArg } from '../args.js';
 
 /**
  * npm run promote -- <name>-<version> --from <stage> --to <stage>.
@@ -50,13 +50,7 @@ interface Args { id?: PackageId; from?: Stage; to?: Stage; dryRun: boolean; json
 export function parseArgs(argv: string[]): Args {
   const a: Args = { dryRun: false, json: false, help: false };
   const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = (flag: string) => {
-      const o = optionValue(argv, i, flag, UsageError);
-      i = o.last;
-      return o.value;
-    };
+  eachArg(argv, UsageError, (arg, value) => {
     const stage = (flag: string) => {
       const s = value(flag);
       if (!isStage(s)) throw new UsageError(`${flag} "${s}" is not a stage (${STAGES.join(', ')})`);
@@ -71,7 +65,7 @@ export function parseArgs(argv: string[]): Args {
     else if (arg === '--definitions' || arg.startsWith('--definitions=')) a.definitions = value('--definitions');
     else if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg} (see --help)`);
     else positional.push(arg);
-  }
+  });
   if (a.help) return a;
   if (positional.length !== 1) throw new UsageError(positional.length === 0 ? 'which package? promote <name>-<version> --from <stage> --to <stage>' : `one package at a time, got ${positional.join(', ')}`);
   a.id = parsePackageId(positional[0]);

@@ -3,7 +3,7 @@ import { distributionFile, loadDistribution } from '../distribution.js';
 import { engine, ensureEngine, EngineOperationError } from '../image.js';
 import { diffDetails, diffLine, diffPackages } from './diff.js';
 import { readPublished, type PublishedFrom, type PublishedImage } from './published.js';
-import { optionValue } from '../args.js';
+import { eachArg } from '../args.js';
 import { formatBytes, LAYER_SIZES_LABEL, readSavingsLabel, type LayerSaving } from '../merge.js';
 
 /**
@@ -50,13 +50,7 @@ interface DiffArgs { refs: string[]; source: PublishedFrom; repository?: string;
 
 function parseDiffArgs(argv: string[]): DiffArgs {
   const a: DiffArgs = { refs: [], source: 'auto', json: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = (flag: string) => {
-      const o = optionValue(argv, i, flag, DiffUsageError);
-      i = o.last;
-      return o.value;
-    };
+  eachArg(argv, DiffUsageError, (arg, value) => {
     if (arg === '--help' || arg === '-h') a.help = true;
     else if (arg === '--json') a.json = true;
     else if (arg === '--repository' || arg.startsWith('--repository=')) a.repository = value('--repository');
@@ -66,7 +60,7 @@ function parseDiffArgs(argv: string[]): DiffArgs {
       a.source = v;
     } else if (arg.startsWith('-')) throw new DiffUsageError(`unknown option ${arg} (see diff --help)`);
     else a.refs.push(arg);
-  }
+  });
   if (!a.help && a.refs.length !== 2) throw new DiffUsageError('diff wants two images: diff <image A> <image B> (see diff --help)');
   return a;
 }
