@@ -129,7 +129,8 @@ export async function benchImages(corpus: string, log: (line: string) => void): 
 
     figures.classic = build(prod, cache('classic'), []);
     figures.dockerSaveGzipBytes = pipe(`docker save ${figures.classic.summary.tags[0]} | gzip -1`).bytes;
-    const cdUp = spawnSync('bash', [path.join(SHARED_CI, 'docker-containerd-up.sh')], { encoding: 'utf8', timeout: 600_000 });
+    // only an engine already running: starting one deletes a running classic engine's bridge (docker0)
+    const cdUp = spawnSync('curl', ['-sf', '-m', '5', '--unix-socket', CONTAINERD_SOCKET, 'http://localhost/_ping'], { encoding: 'utf8' });
     if (cdUp.status === 0) {
       const env = { DOCKER_HOST: `unix://${CONTAINERD_SOCKET}` };
       spawnSync('bash', [path.join(SHARED_CI, 'node-base-image.sh')], { stdio: 'ignore', env: { ...process.env, ...env }, timeout: 600_000 });
@@ -137,7 +138,7 @@ export async function benchImages(corpus: string, log: (line: string) => void): 
       build(define('warm', [['production', path.join(PROJECT_ROOT, 'distributions', 'layers', 'production')]]), cdCache, [], env);
       figures.containerd = build(prod, cdCache, [], env);
     } else {
-      notes.push(`no containerd-store engine: ${cdUp.stderr.trim().split('\n').pop()}`);
+      notes.push(`no containerd-store engine answers on ${CONTAINERD_SOCKET} (start it with ../shared/ci/docker-containerd-up.sh before the classic engine)`);
     }
 
     // one changed package on top of the earlier snapshot image, classic engine
