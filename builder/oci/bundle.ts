@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type Docker from 'dockerode';
 import { inspectImage } from '../image.js';
 import { fileHeader } from '../tar.js';
-import { ArchiveWriter, containerdHeldBlobs, containerdName, heldChains, layoutFiles, type EngineStoreKind } from './engine.js';
+import { ArchiveWriter, containerdHeldBlobs, containerdName, diffIdChains, heldChains, layoutFiles, type EngineStoreKind } from './engine.js';
 import { digestHex, imageFromManifest, isDigest, MEDIA_TYPES, REF_NAME_ANNOTATION, sha256Digest, type BlobSource, type Descriptor, type OciImage } from './model.js';
 import { formatReference, parseReference, ReferenceError, type ImageReference } from './reference.js';
 import { blobExists, choosePlatform, getManifest, type RegistryOptions } from './registry.js';
@@ -536,17 +536,13 @@ export async function engineSince(docker: Docker, since: string, name: string, i
       return { source: since, from: 'engine', digests: new Set(image.layers.map((l) => l.digest)), images: [{ name, manifest: image.manifestDescriptor.digest, layers: image.layers.map((l) => ({ digest: l.digest, diffId: l.diffId, size: l.size })) }] };
     } catch { /* not a manifest */ }
   }
-  const diffIds = info.RootFS?.Layers ?? [];
-  const chains = new Set<string>();
-  let c = '';
-  for (const d of diffIds) { c = `${c}/${d}`; chains.add(c); }
+  const chains = new Set(diffIdChains(info.RootFS?.Layers ?? []));
   const digests = new Set<string>();
   const layers: SinceImage['layers'] = [];
   for (const image of opts.images ?? []) {
-    let chain = '';
-    for (const l of image.layers) {
-      chain = `${chain}/${l.diffId}`;
-      if (!chains.has(chain)) break;
+    const own = diffIdChains(image.layers.map((l) => l.diffId));
+    for (const [i, l] of image.layers.entries()) {
+      if (!chains.has(own[i])) break;
       if (!digests.has(l.digest)) layers.push({ digest: l.digest, diffId: l.diffId, size: l.size });
       digests.add(l.digest);
     }
@@ -646,7 +642,7 @@ export async function missingFromEngine(docker: Docker, bundle: Bundle, kind: En
   let held: (image: OciImage, i: number) => boolean;
   if (kind === 'classic') {
     const chains = await heldChains(docker, [], { anyImage: true });
-    held = (image, i) => chains.has(image.layers.slice(0, i + 1).map((l) => `/${l.diffId}`).join(''));
+    held = (image, i) => chains.has(diffIdChains(image.layers.map((l) => l.diffId))[i]);
   } else {
     const known = [
       ...bundle.sinceImages(),

@@ -123,10 +123,7 @@ export function layoutFiles(
  */
 export async function heldChains(docker: Docker, also: string[], opts: { anyImage?: boolean } = {}): Promise<Set<string>> {
   const chains = new Set<string>();
-  const add = (layers: string[]) => {
-    let chain = '';
-    for (const d of layers) { chain = `${chain}/${d}`; chains.add(chain); }
-  };
+  const add = (layers: string[]) => { for (const c of diffIdChains(layers)) chains.add(c); };
   const filter = opts.anyImage ? {} : { filters: JSON.stringify({ label: ['org.elastic.package-registry.distribution'] }) };
   const images = await withTimeout(docker.listImages(filter as Docker.ListImagesOptions), TIMEOUTS.quick, 'docker images');
   for (const ref of [...also, ...images.map((i) => i.Id)]) {
@@ -134,6 +131,12 @@ export async function heldChains(docker: Docker, also: string[], opts: { anyImag
     if (info?.RootFS?.Layers) add(info.RootFS.Layers);
   }
   return chains;
+}
+
+/** Each layer's chain: the diff IDs from the bottom up to it (`/d1`, `/d1/d2`, ...), as the classic store keys layers. */
+export function diffIdChains(diffIds: string[]): string[] {
+  let chain = '';
+  return diffIds.map((d) => (chain = `${chain}/${d}`));
 }
 
 export interface LoadResult extends TransferReport {
@@ -171,13 +174,12 @@ export async function loadIntoEngine(docker: Docker, store: OciStore, image: Oci
   const report: LoadResult = { id: '', store: kind, path: 'full archive', blobsSent: 0, bytesSent: 0, blobsPresent: 0, bytesPresent: 0 };
   const files = layoutFiles([{ image, tags: [tag] }]);
   if (kind === 'classic') {
-    const chains = await heldChains(docker, opts.alsoHeld ?? []);
-    let chain = '';
+    const held = await heldChains(docker, opts.alsoHeld ?? []);
+    const chains = diffIdChains(image.layers.map((l) => l.diffId));
     const send: LayerDescriptor[] = [];
-    for (const l of image.layers) {
-      chain = `${chain}/${l.diffId}`;
-      if (chains.has(chain)) { report.blobsPresent++; report.bytesPresent += l.size; } else send.push(l);
-    }
+    image.layers.forEach((l, i) => {
+      if (held.has(chains[i])) { report.blobsPresent++; report.bytesPresent += l.size; } else send.push(l);
+    });
     report.path = 'missing layers';
     await runLoad(docker, async (w) => {
       for (const l of send) { await w.blob(store, l); report.blobsSent++; report.bytesSent += l.size; }
