@@ -105,8 +105,9 @@ export interface BuildState {
   speculation?: 'confirmed' | 'redone';
   /** the builder's image store (builder/oci/store.ts) */
   store: OciStore;
-  /** the base image as the store holds it */
+  /** the base image as the store holds it, and the names it has there */
   base?: BaseImage;
+  baseNames: string[];
   /** the distribution image in the store */
   image?: OciImage;
   /** layers packed into the store by this build, and their compressed bytes */
@@ -155,6 +156,7 @@ export function newBuildState(distribution: Distribution, opts: BuildOptions): B
     baseBuilt: false,
     previous: new Map(),
     previousInStore: new Map(),
+    baseNames: [],
     pushed: [],
     timings: {},
     store: openStore(opts, work),
@@ -331,15 +333,15 @@ async function baseIntoStore(s: BuildState, docker: Docker, ref: string): Promis
   if (!image || ![image.configDescriptor.digest, image.manifestDescriptor.digest].includes(info.Id)) {
     image = await importFromEngine(docker, ref, s.store);
   }
-  s.store.tag(ref, image, { [BASE_ANNOTATION]: 'true' });
-  s.store.tag(baseSourceName(s.distribution.baseImage), image, { [BASE_ANNOTATION]: 'true' });
+  s.baseNames = [ref, baseSourceName(s.distribution.baseImage)];
+  for (const n of s.baseNames) s.store.tag(n, image, { [BASE_ANNOTATION]: 'true' });
   s.base = baseImageOf(image);
 }
 
 /** A build with no engine found no base image to build on. */
 export class MissingBaseImageError extends Error {}
 
-/** Marks the base images in the store's index: kept by its pruning as long as they are the newest for their sources. */
+/** Marks the base images in the store's index (for whoever reads it: pruning keeps a build's base by its names, BuildState.baseNames). */
 export const BASE_ANNOTATION = 'org.elastic.package-registry.base';
 
 /**
@@ -375,6 +377,7 @@ export async function baseWithoutEngine(s: BuildState): Promise<string> {
       said = `${ref} (registry)`;
     }
   }
+  s.baseNames = [name];
   s.store.tag(name, image, { [BASE_ANNOTATION]: 'true' });
   s.base = baseImageOf(image);
   return said;
@@ -634,8 +637,8 @@ export async function applyTags(s: BuildState, docker: Docker | undefined): Prom
     if (docker && s.engineImageId) await tagImage(docker, s.engineImageId, ref);
   }
   await dropTempTag(s, docker);
-  // images older than the newest few go from the store, with the blobs only they used
-  s.store.prune(KEEP_STORE_IMAGES, new Set(s.tags));
+  // images older than the newest few go from the store, with the blobs only they used; this build's tags and base stay
+  s.store.prune(KEEP_STORE_IMAGES, new Set([...s.tags, ...s.baseNames]));
 }
 
 /** Named images the store keeps (base images included): enough for every distribution's last builds and their delta bases. */
