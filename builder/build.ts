@@ -385,17 +385,13 @@ export async function baseWithoutEngine(s: BuildState): Promise<string> {
 
 /** The image of an OCI image layout folder (its only one, or the first of its index). */
 async function readLayoutImage(store: OciStore, dir: string): Promise<OciImage> {
-  const indexFile = path.join(dir, 'index.json');
-  if (!fs.existsSync(path.join(dir, 'oci-layout')) || !fs.existsSync(indexFile)) throw new MissingBaseImageError(`--base ${dir}: not an OCI image layout folder (no oci-layout and index.json)`);
-  const idx = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { manifests?: Array<{ digest: string; size: number; mediaType: string }> };
-  const m = idx.manifests?.[0];
+  if (!fs.existsSync(path.join(dir, 'oci-layout')) || !fs.existsSync(path.join(dir, 'index.json'))) throw new MissingBaseImageError(`--base ${dir}: not an OCI image layout folder (no oci-layout and index.json)`);
+  // the folder is read as a store is: blob paths only from valid digests, every blob checked as it is copied
+  const layout = OciStore.open(dir);
+  const m = layout.manifestDescriptors()[0];
   if (!m) throw new MissingBaseImageError(`--base ${dir}: the layout names no image`);
-  const blob = (d: string) => path.join(dir, 'blobs', 'sha256', d.replace(/^sha256:/, ''));
-  const copy = async (d: { digest: string; size: number; mediaType: string }) => store.write(d, fs.createReadStream(blob(d.digest)));
-  await copy(m);
-  const manifest = JSON.parse(store.read(m.digest).toString('utf8')) as { config: { digest: string; size: number; mediaType: string }; layers: Array<{ digest: string; size: number; mediaType: string }> };
-  await copy(manifest.config);
-  for (const l of manifest.layers) await copy(l);
+  const image = layout.image(m.digest);
+  for (const d of [image.manifestDescriptor, image.configDescriptor, ...image.layers]) await store.write(d, layout.open(d.digest));
   return store.image(m.digest);
 }
 

@@ -230,6 +230,11 @@ export class OciStore implements BlobSource, BlobSink {
     return { schemaVersion: 2, mediaType: MEDIA_TYPES.ociIndex, manifests: [] };
   }
 
+  /** Every image the index names, named or not, in index order. */
+  manifestDescriptors(): Descriptor[] {
+    return this.readIndex().manifests;
+  }
+
   /** The named images of the store, newest first. */
   entries(): Array<{ name: string; digest: string; annotations: Record<string, string> }> {
     return this.readIndex().manifests
