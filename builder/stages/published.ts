@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import type Docker from 'dockerode';
 import type { OciStore } from '../oci/store.js';
@@ -225,8 +225,7 @@ export async function readPublishedOci(store: OciStore, ref: string, from: Publi
     const config = await client.readBlob(r.repository, manifest.config);
     const image = imageFromManifest(m.bytes, config);
     return publishedOf(image, ref, 'registry', async () => {
-      const { Readable: R } = await import('node:stream');
-      return R.from([await client.readBlob(r.repository, image.layers[image.layers.length - 1])]);
+      return Readable.from([await client.readBlob(r.repository, image.layers[image.layers.length - 1])]);
     });
   };
   if (from === 'local') return local();
