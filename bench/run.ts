@@ -40,7 +40,10 @@ interface Options {
   skipBuilder: boolean;
   /** package versions in the corpus, over all layers */
   versions: number;
+  /** seconds of each measured wrk run */
   duration: number;
+  /** measured rounds per route, each one run of every server in turn */
+  rounds: number;
   connections: number;
   corpus: string;
   out: string;
@@ -52,7 +55,8 @@ function parseArgs(argv: string[]): Options {
     smoke,
     skipBuilder: argv.includes('--skip-builder'),
     versions: smoke ? 120 : 2400,
-    duration: smoke ? 1 : 8,
+    duration: smoke ? 1 : 3,
+    rounds: smoke ? 1 : 3,
     connections: 32,
     corpus: '',
     out: path.join(ROOT, 'bench', 'results'),
@@ -64,17 +68,19 @@ function parseArgs(argv: string[]): Options {
       case '--smoke': case '--skip-builder': break;
       case '--versions': o.versions = Number(value()); break;
       case '--duration': o.duration = Number(value()); break;
+      case '--rounds': o.rounds = Number(value()); break;
       case '--connections': o.connections = Number(value()); break;
       case '--corpus': o.corpus = path.resolve(value()); break;
       case '--out': o.out = path.resolve(value()); break;
       case '--help': case '-h':
-        process.stdout.write('Usage: npm run bench -- [--smoke] [--skip-builder] [--versions N] [--duration S] [--connections C] [--corpus DIR] [--out DIR]\n');
+        process.stdout.write('Usage: npm run bench -- [--smoke] [--skip-builder] [--versions N] [--duration S] [--rounds R] [--connections C] [--corpus DIR] [--out DIR]\n');
         process.exit(0);
         break;
       default: throw new Error(`unknown argument ${argv[i]} (see --help)`);
     }
   }
   if (!Number.isInteger(o.versions) || o.versions < 1) throw new Error('--versions must be a whole number of at least 1');
+  if (!Number.isInteger(o.rounds) || o.rounds < 1) throw new Error('--rounds must be a whole number of at least 1');
   o.corpus ||= path.join(ROOT, 'bench', 'corpus', String(o.versions));
   return o;
 }
@@ -187,9 +193,9 @@ function toMs(v: string): number {
   return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
 }
 
-/** A measured wrk run, after an unmeasured second of the same load (the JIT, caches and connections warm up for both servers alike). */
-async function wrk(url: string, o: Options): Promise<WrkResult> {
-  await wrkRun(url, { ...o, duration: 1 });
+/** A measured wrk run, after an unmeasured second of the same load when `warm` (the JIT, caches and connections warm up for every server alike). */
+async function wrk(url: string, o: Options, warm: boolean): Promise<WrkResult> {
+  if (warm) await wrkRun(url, { ...o, duration: 1 });
   return wrkRun(url, o);
 }
 
@@ -390,17 +396,25 @@ async function main(): Promise<void> {
   const nginx = await startNginx(targets);
   const rows: Row[] = [];
   for (const [i, t] of targets.entries()) {
+    // the three servers take turns, round after round, so that whatever else the machine does
+    // meanwhile weighs on all of them alike; each gets one unmeasured second before its first round
+    const rounds: Round[] = [];
     let peak = 0;
-    const sampler = setInterval(() => { peak = Math.max(peak, rssKb(server.child.pid!, 'VmRSS')); }, 100);
-    const linesBefore = server.logLines();
-    const reg = await wrk(`${server.url}${t.path}`, o);
-    clearInterval(sampler);
-    // the log lines of the warm-up second and the measured run: at least one per request
-    const logLines = server.logLines() - linesBefore;
-    const warn = await wrk(`${quiet.url}${t.path}`, o);
-    const ngx = await wrk(`${nginx.url}/b/${i}`, o);
-    rows.push({ label: t.label, bytes: t.body!.length, registry: reg, warn, nginx: ngx, rssMb: peak / 1024, logLines });
-    log(`${t.label}: ${fmt(reg.rps)} req/s as shipped (${fmt(ratio(reg, ngx), 2)} of nginx ${fmt(ngx.rps)}), p99 ${fmt(reg.p99ms, 2)} ms; --log-level warn ${fmt(warn.rps)} req/s (${fmt(ratio(warn, ngx), 2)}); ${fmt(logLines)} access-log lines; RSS ${fmt(peak / 1024, 1)} MB`);
+    let logLines = 0;
+    for (let k = 0; k < o.rounds; k++) {
+      const sampler = setInterval(() => { peak = Math.max(peak, rssKb(server.child.pid!, 'VmRSS')); }, 100);
+      const linesBefore = server.logLines();
+      const reg = await wrk(`${server.url}${t.path}`, o, k === 0);
+      clearInterval(sampler);
+      // the log lines of the warm-up second and the measured run: at least one per request
+      logLines += server.logLines() - linesBefore;
+      const warn = await wrk(`${quiet.url}${t.path}`, o, k === 0);
+      const ngx = await wrk(`${nginx.url}/b/${i}`, o, k === 0);
+      rounds.push({ registry: reg, warn, nginx: ngx });
+    }
+    const row = rowOf(t.label, t.body!.length, rounds, peak / 1024, logLines);
+    rows.push(row);
+    log(`${t.label}: ${fmt(row.registry.rps)} req/s as shipped (${fmt(row.ratio, 2)} of nginx ${fmt(row.nginx.rps)}), p99 ${fmt(row.registry.p99ms, 2)} ms; --log-level warn ${fmt(row.warn.rps)} req/s (${fmt(row.warnRatio, 2)}); ${fmt(logLines)} access-log lines; RSS ${fmt(row.rssMb, 1)} MB`);
   }
   await stop(server.child);
   await stop(quiet.child);
@@ -425,7 +439,7 @@ async function main(): Promise<void> {
     '',
     `Corpus (bench/corpus.ts, real-shaped): ${fmt(st.versions)} package versions of ${fmt(st.packages)} packages over ${LAYERS.join(', ')} (${fmt(st.zips)} of them signed zips, ${fmt(corpus.overlaps)} name+version pairs in two layers), ${fmt(st.files)} files, ${fmt(st.bytes / 1e6, 0)} MB; per version p50 / p90 / max: ${st.filesPerVersion.p50} / ${st.filesPerVersion.p90} / ${st.filesPerVersion.max} files, ${fmt(st.bytesPerVersion.p50 / 1e3)} KB / ${fmt(st.bytesPerVersion.p90 / 1e6, 1)} MB / ${fmt(st.bytesPerVersion.max / 1e6, 1)} MB, ${st.dataStreamsPerVersion.p50} / ${st.dataStreamsPerVersion.p90} / ${st.dataStreamsPerVersion.max} data streams; ${fmt(100 * st.pngShare)}% of the bytes PNG; distinct content ${fmt((100 * st.distinct.bytes) / st.bytes)}% of the bytes.`,
     '',
-    `Machine: ${os.cpus().length} cores, Node ${process.version}, load average (1 / 5 / 15 min) ${loads(loadBefore)} when the run began, ${loads(loadAfter)} at its end (other work on the machine makes every figure slower). Server: as the image runs it (no flags, NODE_ENV=production, validation off, one ECS access-log line per request to a pipe drained by the bench); the "warn" columns are the same server with \`--log-level warn\`. Load: wrk -t2 -c${o.connections} -d${o.duration}s on 127.0.0.1 (sharing the cores with the server), after one unmeasured second of the same load.`,
+    `Machine: ${os.cpus().length} cores, Node ${process.version}, load average (1 / 5 / 15 min) ${loads(loadBefore)} when the run began, ${loads(loadAfter)} at its end (other work on the machine makes every figure slower). Server: as the image runs it (no flags, NODE_ENV=production, validation off, one ECS access-log line per request to a pipe drained by the bench); the "warn" columns are the same server with \`--log-level warn\`. Load: wrk -t2 -c${o.connections} -d${o.duration}s on 127.0.0.1 (sharing the cores with the server), ${o.rounds} round(s) per route in which the three servers take turns, after one unmeasured second of the same load for each; req/s and latency are each server's median round, "vs nginx" the median of the rounds' ratios.`,
     '',
     '| start-up (as shipped) | ready (first /health 200) | RSS after start |',
     '|---|---|---|',
@@ -433,7 +447,7 @@ async function main(): Promise<void> {
     '',
     '| route | bytes | as shipped req/s | vs nginx | p50 / p99 | `--log-level warn` req/s | vs nginx | p99 | nginx req/s | nginx p99 | RSS under load |',
     '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
-    ...rows.map((r) => `| ${r.label} | ${fmt(r.bytes)} | ${fmt(r.registry.rps)} | ${fmt(ratio(r.registry, r.nginx), 2)} | ${fmt(r.registry.p50ms, 2)} / ${fmt(r.registry.p99ms, 2)} ms | ${fmt(r.warn.rps)} | ${fmt(ratio(r.warn, r.nginx), 2)} | ${fmt(r.warn.p99ms, 2)} ms | ${fmt(r.nginx.rps)} | ${fmt(r.nginx.p99ms, 2)} ms | ${fmt(r.rssMb, 1)} MB |`),
+    ...rows.map((r) => `| ${r.label} | ${fmt(r.bytes)} | ${fmt(r.registry.rps)} | ${fmt(r.ratio, 2)} | ${fmt(r.registry.p50ms, 2)} / ${fmt(r.registry.p99ms, 2)} ms | ${fmt(r.warn.rps)} | ${fmt(r.warnRatio, 2)} | ${fmt(r.warn.p99ms, 2)} ms | ${fmt(r.nginx.rps)} | ${fmt(r.nginx.p99ms, 2)} ms | ${fmt(r.rssMb, 1)} MB |`),
     '',
     ...(builder.skipped ? [`Builder: not measured (${builder.skipped}).`, ''] : [
       '| builder (wall time of `npm run build:distribution`, base image present) | seconds | layers sent / reused | where the time went |',
@@ -467,10 +481,28 @@ function readPrevious(base: string): { when: string; production?: number; rebuil
   }
 }
 
-interface Row { label: string; bytes: number; registry: WrkResult; warn: WrkResult; nginx: WrkResult; rssMb: number; logLines: number }
+interface Round { registry: WrkResult; warn: WrkResult; nginx: WrkResult }
 
-function ratio(a: WrkResult, b: WrkResult): number {
-  return a.rps / b.rps;
+/**
+ * A route's figures over its rounds: each server's median round (by
+ * requests/s), and each ratio to nginx as the median of the rounds' own
+ * ratios (the two runs of a round are seconds apart, so a round's ratio
+ * is the least disturbed figure).
+ */
+interface Row {
+  label: string; bytes: number; registry: WrkResult; warn: WrkResult; nginx: WrkResult;
+  ratio: number; warnRatio: number; rounds: Round[]; rssMb: number; logLines: number;
+}
+
+function median<T>(xs: T[], key: (x: T) => number): T {
+  const sorted = [...xs].sort((a, b) => key(a) - key(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+function rowOf(label: string, bytes: number, rounds: Round[], rssMb: number, logLines: number): Row {
+  const mid = (k: keyof Round) => median(rounds.map((r) => r[k]), (w) => w.rps);
+  const ratioOf = (k: 'registry' | 'warn') => median(rounds.map((r) => r[k].rps / r.nginx.rps), (x) => x);
+  return { label, bytes, registry: mid('registry'), warn: mid('warn'), nginx: mid('nginx'), ratio: ratioOf('registry'), warnRatio: ratioOf('warn'), rounds, rssMb, logLines };
 }
 
 /** `<name>-<version>` of every zip package in the corpus. */

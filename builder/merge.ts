@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BAKED_INDEX_FILE, bakedEntry, bakedIndexText } from '../server/packages/baked.js';
+import { BAKED_INDEX_FILE, bakedEntry, bakedIndexBytes } from '../server/packages/baked.js';
 import { mergeFirstWins } from '../server/packages/precedence.js';
 import { byteCompare, relativePath } from '../server/packages/source.js';
 import { formatProblem } from '../server/packages/validate.js';
@@ -355,7 +355,7 @@ function packageEntries(l: MaterialisedLayer, lp: LoadedPackage): SplitUnit['fil
 
 /** The layer's baked index: every kept package, each manifest with the tar's fixed time (its time in the image). */
 function indexText(l: MaterialisedLayer, keep: LoadedPackage[]): Buffer {
-  return Buffer.from(bakedIndexText(keep.map((lp) => bakedAsStored(lp.pkg, bakedEntry(l.dir, lp.pkg, FIXED_MTIME)))));
+  return bakedIndexBytes(keep.map((lp) => bakedAsStored(lp.pkg, bakedEntry(l.dir, lp.pkg, FIXED_MTIME))));
 }
 
 /**

@@ -11,7 +11,7 @@ import { formatProblem } from './packages/validate.js';
  */
 async function main(args: string[]): Promise<number> {
   if (args.length === 0 || args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('Usage: node dist/server/bake.js <package path>...\nValidates every package of each path and writes <path>/.epr-index.json for a fast start.\n');
+    process.stdout.write('Usage: node dist/server/bake.js <package path>...\nValidates every package of each path and writes <path>/.epr-index for a fast start.\n');
     return args.length === 0 ? 2 : 0;
   }
   let failed = 0;

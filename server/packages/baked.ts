@@ -13,10 +13,22 @@ import type { JsonObject } from './fields.js';
  * once at build time so that a server starts without walking and parsing
  * every package. It is used only while it still describes the layer: the
  * same package folders and zips, with the same manifest sizes and times.
+ *
+ * The file is in two parts, so that a start reads only what every request
+ * needs. The first line names the format and the byte length of the head;
+ * the head (one JSON document) holds each package's location, stamp, facts
+ * and search entry, and where its details are; the details that follow are
+ * one JSON document per package (its package info and file list), each read
+ * from disk when the package is first asked for. Package info and file lists
+ * are four fifths of the bytes, and parsing them all at start-up cost more
+ * than the rest of the start (and their memory, for packages never asked for).
  */
-export const BAKED_INDEX_FILE = '.epr-index.json';
-const FORMAT = 'epr-baked-index/1';
+export const BAKED_INDEX_FILE = '.epr-index';
+const FORMAT = 'epr-baked-index/2';
+/** the first line: `<format> <head length>` */
+const FIRST_LINE = /^(epr-baked-index\/\d+) (\d+)$/;
 
+/** A package as the builder's package cache and the baked index writer hold it: everything, in memory. */
 export interface BakedPackage {
   /** relative to the layer root, `/`-separated */
   location: string;
@@ -30,9 +42,21 @@ export interface BakedPackage {
   signature?: boolean;
 }
 
-interface BakedIndex {
-  format: string;
-  packages: BakedPackage[];
+/** A package in the head: its details are `details` = [offset, length] bytes into the details part. */
+interface HeadEntry {
+  location: string;
+  kind: 'directory' | 'zip';
+  stamp: string;
+  facts: PackageFacts;
+  summary: JsonObject;
+  signature?: boolean;
+  details: [number, number];
+}
+
+interface Details {
+  info: JsonObject;
+  /** directories: [path, size] of each file, in the walk's order */
+  files?: Array<[string, number]>;
 }
 
 /** `time`: the modification time the file will have where the index is read (an image layer's fixed time). */
@@ -67,17 +91,27 @@ export function bakedEntry(root: string, p: Package, stampTime?: Date): BakedPac
   };
 }
 
-/** The text of a baked index, for packages loaded (and validated) already. */
-export function bakedIndexText(entries: BakedPackage[]): string {
-  const baked: BakedIndex = { format: FORMAT, packages: entries };
-  return `${JSON.stringify(baked)}\n`;
+/** The bytes of a baked index, for packages loaded (and validated) already. */
+export function bakedIndexBytes(entries: BakedPackage[]): Buffer {
+  const details: Buffer[] = [];
+  let offset = 0;
+  const head: HeadEntry[] = entries.map((e) => {
+    const d: Details = { info: e.info, files: e.files?.map((f) => [f.path, f.size]) };
+    const bytes = Buffer.from(`${JSON.stringify(d)}\n`);
+    details.push(bytes);
+    const at: [number, number] = [offset, bytes.length];
+    offset += bytes.length;
+    return { location: e.location, kind: e.kind, stamp: e.stamp, facts: e.facts, summary: e.summary, signature: e.signature, details: at };
+  });
+  const headBytes = Buffer.from(`${JSON.stringify({ packages: head })}\n`);
+  return Buffer.concat([Buffer.from(`${FORMAT} ${headBytes.length}\n`), headBytes, ...details]);
 }
 
 /** Writes the baked index of a layer whose packages were loaded (and validated) already. */
 export function writeBakedIndex(root: string, packages: Package[]): string {
   const file = path.join(root, BAKED_INDEX_FILE);
   const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, bakedIndexText(packages.map((p) => bakedEntry(root, p))));
+  fs.writeFileSync(tmp, bakedIndexBytes(packages.map((p) => bakedEntry(root, p))));
   fs.renameSync(tmp, file);
   return file;
 }
@@ -97,17 +131,107 @@ export type BakedResult =
   | { ok: true; packages: Package[] }
   | { ok: false; reason: string };
 
+/** `length` bytes of `fd` from `position`, all of them. */
+function readExactly(fd: number, length: number, position: number): Buffer {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const n = fs.readSync(fd, buf, got, length - got, position + got);
+    if (n === 0) throw new Error('the file ends early');
+    got += n;
+  }
+  return buf;
+}
+
+/** `length` bytes from `position` of a baked index */
+type ReadAt = (length: number, position: number) => Buffer;
+
+/** The head of a baked index of `size` bytes, and where its details begin; a string says why it cannot be used. */
+function headOf(size: number, readAt: ReadAt): { packages: HeadEntry[]; detailsAt: number } | string {
+  const start = readAt(Math.min(size, 64), 0);
+  const eol = start.indexOf(10);
+  const first = FIRST_LINE.exec(start.toString('latin1', 0, eol < 0 ? start.length : eol));
+  if (!first) return `unreadable baked index: its first line is not "${FORMAT} <head length>"`;
+  if (first[1] !== FORMAT) return `baked index format is ${first[1]}, not ${FORMAT}`;
+  const detailsAt = eol + 1 + Number(first[2]);
+  if (detailsAt > size) return 'unreadable baked index: the file ends inside its head';
+  const head = JSON.parse(readAt(detailsAt - eol - 1, eol + 1).toString('utf8')) as { packages?: HeadEntry[] };
+  if (!Array.isArray(head.packages)) return 'unreadable baked index: its head lists no packages';
+  for (const p of head.packages) {
+    const [offset, length] = Array.isArray(p.details) ? p.details : [NaN, NaN];
+    if (!(offset >= 0 && length > 0 && detailsAt + offset + length <= size)) return `unreadable baked index: the details of ${p.location} are not in the file`;
+  }
+  return { packages: head.packages, detailsAt };
+}
+
+function readHead(file: string): { packages: HeadEntry[]; detailsAt: number; identity: string } | string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const st = fs.fstatSync(fd);
+    const head = headOf(st.size, (length, position) => readExactly(fd, length, position));
+    return typeof head === 'string' ? head : { ...head, identity: identity(st) };
+  } catch (err) {
+    return `unreadable baked index: ${(err as Error).message}`;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The packages a baked index's bytes list (location, stamp, facts, search entry), as a reader of the index sees them first. */
+export function bakedIndexHead(bytes: Buffer): Array<Omit<HeadEntry, 'details'>> {
+  const head = headOf(bytes.length, (length, position) => bytes.subarray(position, position + length));
+  if (typeof head === 'string') throw new Error(head);
+  return head.packages;
+}
+
+/** What tells the index file read at start from another written over it since (bake.js replaces the file). */
+function identity(st: fs.Stats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+}
+
+/**
+ * How a package's details are read when first asked for (once: info and file
+ * list come together), from the very file the head was read from: if another
+ * was written in its place since, the offsets are not its own, and the read
+ * fails rather than answer with another package's details.
+ */
+function detailsOf(file: string, fileIdentity: string, at: number, entry: HeadEntry): () => Details {
+  let details: Details | undefined;
+  return () => {
+    if (details) return details;
+    const fd = fs.openSync(file, 'r');
+    try {
+      if (identity(fs.fstatSync(fd)) !== fileIdentity) throw new Error('the index was written again since the server started (restart it to serve the new one)');
+      const d = JSON.parse(readExactly(fd, entry.details[1], at + entry.details[0]).toString('utf8')) as Details;
+      if (d?.info?.name !== entry.facts.name || d.info.version !== entry.facts.version) throw new Error('they are not this package\'s');
+      details = d;
+    } catch (err) {
+      throw new Error(`baked index ${file}: the details of ${entry.location} cannot be read: ${(err as Error).message}`);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return details;
+  };
+}
+
+/** The package a head entry describes; its info and file list are read when first asked for. */
+async function packageFromHead(root: string, file: string, fileIdentity: string, detailsAt: number, e: HeadEntry): Promise<Package> {
+  const abs = path.join(root, ...e.location.split('/'));
+  const version = semver.parse(e.facts.version);
+  if (!version) throw new Error(`invalid version ${e.facts.version}`);
+  const details = detailsOf(file, fileIdentity, detailsAt, e);
+  const source = e.kind === 'zip'
+    ? await ZipSource.open(abs, root)
+    : new DirectorySource(abs, () => (details().files ?? []).map(([p, size]): PackageFile => ({ path: p, size })));
+  return new Package(source, e.facts, version, e.summary, () => details().info, e.signature ? `${abs}.sig` : undefined);
+}
+
 /** Reads a layer's baked index; says why when it is missing or no longer matches the layer. */
 export async function readBakedIndex(root: string, _opts: LoadOptions): Promise<BakedResult> {
   const file = path.join(root, BAKED_INDEX_FILE);
   if (!fs.existsSync(file)) return { ok: false, reason: 'no baked index' };
-  let baked: BakedIndex;
-  try {
-    baked = JSON.parse(fs.readFileSync(file, 'utf8')) as BakedIndex;
-  } catch (err) {
-    return { ok: false, reason: `unreadable baked index: ${(err as Error).message}` };
-  }
-  if (baked.format !== FORMAT || !Array.isArray(baked.packages)) return { ok: false, reason: `baked index format is not ${FORMAT}` };
+  const baked = readHead(file);
+  if (typeof baked === 'string') return { ok: false, reason: baked };
 
   const found = scanPackagePath(root);
   const present = new Map<string, 'directory' | 'zip'>([
@@ -123,7 +247,7 @@ export async function readBakedIndex(root: string, _opts: LoadOptions): Promise<
   const packages: Package[] = [];
   for (const b of baked.packages) {
     try {
-      packages.push(await packageFromBaked(root, b));
+      packages.push(await packageFromHead(root, file, baked.identity, baked.detailsAt, b));
     } catch (err) {
       if (err instanceof PackageLoadError) throw err;
       return { ok: false, reason: `baked index: ${b.location}: ${(err as Error).message}` };

@@ -37,7 +37,8 @@ export class PackageIndex {
 /** The newest version's deprecation notice is what every version of that package reports. */
 function applyNewestDeprecation(byName: Map<string, Package[]>): void {
   for (const versions of byName.values()) {
-    const notice = versions[versions.length - 1].info.deprecated;
+    // the summary carries the same notice as the info, which a baked index leaves on disk until asked for
+    const notice = versions[versions.length - 1].summary.deprecated;
     if (notice === undefined) continue;
     for (const p of versions) {
       p.summary = withKeyAfter(p.summary, 'deprecated', notice, 'categories');

@@ -9,16 +9,28 @@ import fs from 'node:fs';
 
 /** A package version ready to be served: its source of files and its JSON documents. */
 export class Package {
+  private infoValue: JsonObject | (() => JsonObject);
+
   constructor(
     readonly source: PackageSource,
     readonly facts: PackageFacts,
     readonly semver: SemVer,
-    /** The search entry and the package info, as EPR sends them. */
+    /** The search entry, as EPR sends it. */
     public summary: JsonObject,
-    public info: JsonObject,
+    /** The package info, or how to read it when first asked for (a baked index keeps it on disk until then). */
+    info: JsonObject | (() => JsonObject),
     /** Absolute path of the detached signature, for zip packages that have one. */
     readonly signatureFile?: string,
-  ) {}
+  ) {
+    this.infoValue = info;
+  }
+
+  /** The package info, as EPR sends it. */
+  get info(): JsonObject {
+    if (typeof this.infoValue === 'function') this.infoValue = this.infoValue();
+    return this.infoValue;
+  }
+  set info(value: JsonObject) { this.infoValue = value; }
 
   get name(): string { return this.facts.name; }
   get version(): string { return this.facts.version; }

@@ -39,13 +39,15 @@ export class SourceError extends Error {
 
 export class DirectorySource implements PackageSource {
   readonly kind = 'directory' as const;
-  private readonly list: PackageFile[];
-  private readonly byPath: Map<string, PackageFile>;
+  private list: PackageFile[] | (() => PackageFile[]);
+  private byPathMap: Map<string, PackageFile> | undefined;
 
-  /** `files` skips the walk when the list is already known (a baked index). */
-  constructor(readonly location: string, files?: PackageFile[]) {
+  /**
+   * `files` skips the walk when the list is already known (the builder's
+   * package cache), or says how to read it when first needed (a baked index).
+   */
+  constructor(readonly location: string, files?: PackageFile[] | (() => PackageFile[])) {
     this.list = files ?? walkFiles(location);
-    this.byPath = new Map(this.list.map((f) => [f.path, f]));
   }
 
   /** Like the constructor, with the package's folders listed ahead, all at once (see listFolders). */
@@ -53,8 +55,14 @@ export class DirectorySource implements PackageSource {
     return new DirectorySource(location, walkFiles(location, await listFolders(location)));
   }
 
-  files(): PackageFile[] { return this.list; }
-  file(relPath: string): PackageFile | undefined { return this.byPath.get(relPath); }
+  files(): PackageFile[] {
+    if (typeof this.list === 'function') this.list = this.list();
+    return this.list;
+  }
+  file(relPath: string): PackageFile | undefined { return this.byPath().get(relPath); }
+  private byPath(): Map<string, PackageFile> {
+    return this.byPathMap ??= new Map(this.files().map((f) => [f.path, f]));
+  }
 
   /** fs.readFile with a callback: thousands of small manifests cost several times less CPU than through fs.promises. */
   readFile(relPath: string): Promise<Buffer> {
@@ -69,7 +77,7 @@ export class DirectorySource implements PackageSource {
 
   /** Only paths the walk found can be opened: nothing outside the package folder. */
   resolve(relPath: string): string {
-    if (!this.byPath.has(relPath)) throw new SourceError(`no file ${relPath} in package`, relPath);
+    if (!this.byPath().has(relPath)) throw new SourceError(`no file ${relPath} in package`, relPath);
     return path.join(this.location, ...relPath.split('/'));
   }
 }

@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import semver from 'semver';
 
 /** One thing wrong with a package: which file, which field, and why. */
@@ -14,10 +14,21 @@ export function formatProblem(p: Problem): string {
 
 export const NAME_PATTERN = '^[a-z0-9_]+$';
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-ajv.addFormat('semver', { type: 'string', validate: (s: string) => semver.valid(s) !== null });
+/**
+ * The manifest checks, compiled when a package is first checked: a start
+ * from baked indexes checks none. `validateSchema: false`: these schemas are
+ * ours and fixed, and checking them against JSON Schema's own meta-schema
+ * cost more than compiling them.
+ */
+let compiled: { packageManifest: ValidateFunction; dataStreamManifest: ValidateFunction } | undefined;
+function validators(): NonNullable<typeof compiled> {
+  if (compiled) return compiled;
+  const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: false });
+  ajv.addFormat('semver', { type: 'string', validate: (s: string) => semver.valid(s) !== null });
+  return compiled = { packageManifest: ajv.compile(PACKAGE_MANIFEST_SCHEMA), dataStreamManifest: ajv.compile(DATA_STREAM_MANIFEST_SCHEMA) };
+}
 
-const validatePackageManifest = ajv.compile({
+const PACKAGE_MANIFEST_SCHEMA = {
   type: 'object',
   required: ['format_version', 'name', 'title', 'version', 'description'],
   properties: {
@@ -38,9 +49,9 @@ const validatePackageManifest = ajv.compile({
     screenshots: { type: ['array', 'null'], items: { type: 'object', required: ['src'] } },
     owner: { type: ['object', 'null'] },
   },
-});
+};
 
-const validateDataStreamManifest = ajv.compile({
+const DATA_STREAM_MANIFEST_SCHEMA = {
   type: 'object',
   required: ['title', 'type'],
   properties: {
@@ -48,7 +59,7 @@ const validateDataStreamManifest = ajv.compile({
     type: { type: 'string', minLength: 1 },
     streams: { type: ['array', 'null'], items: { type: 'object' } },
   },
-});
+};
 
 function toProblems(file: string, errors: ErrorObject[] | null | undefined): Problem[] {
   return (errors ?? []).map((e) => {
@@ -69,11 +80,13 @@ function toProblems(file: string, errors: ErrorObject[] | null | undefined): Pro
  * check is on their text, as EPR reads them.
  */
 export function checkPackageManifest(file: string, manifest: unknown): Problem[] {
-  return validatePackageManifest(stringifyScalars(manifest)) ? [] : toProblems(file, validatePackageManifest.errors);
+  const v = validators().packageManifest;
+  return v(stringifyScalars(manifest)) ? [] : toProblems(file, v.errors);
 }
 
 export function checkDataStreamManifest(file: string, manifest: unknown): Problem[] {
-  return validateDataStreamManifest(manifest) ? [] : toProblems(file, validateDataStreamManifest.errors);
+  const v = validators().dataStreamManifest;
+  return v(manifest) ? [] : toProblems(file, v.errors);
 }
 
 function stringifyScalars(m: unknown): unknown {

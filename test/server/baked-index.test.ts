@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { generateCorpus } from '../../bench/corpus.js';
 import { loadPackagePath } from '../../server/packages/index.js';
-import { BAKED_INDEX_FILE, readBakedIndex, writeBakedIndex } from '../../server/packages/baked.js';
+import { BAKED_INDEX_FILE, bakedIndexHead, readBakedIndex, writeBakedIndex } from '../../server/packages/baked.js';
 import { loadRegistry } from '../../server/registry.js';
 import { startRegistry, type TestRegistry } from '../helpers/server.js';
 
@@ -98,5 +98,52 @@ describe('baked index', function () {
       expect(r.ok).to.equal(false);
       if (!r.ok) expect(r.reason).to.match(/^unreadable baked index/);
     } finally { fs.writeFileSync(file, saved); }
+  });
+
+  it('an index cut short or of another format is reported and the path is scanned', async () => {
+    const layer = paths[1];
+    const file = path.join(layer, BAKED_INDEX_FILE);
+    const saved = fs.readFileSync(file);
+    try {
+      fs.writeFileSync(file, saved.subarray(0, saved.length - 10));
+      let r = await readBakedIndex(layer, { validate: true });
+      expect(r.ok).to.equal(false);
+      if (!r.ok) expect(r.reason).to.match(/^unreadable baked index: the details of .+ are not in the file$/);
+      fs.writeFileSync(file, 'epr-baked-index/1 2\n{}\n');
+      r = await readBakedIndex(layer, { validate: true });
+      expect(r.ok).to.equal(false);
+      if (!r.ok) expect(r.reason).to.equal('baked index format is epr-baked-index/1, not epr-baked-index/2');
+    } finally { fs.writeFileSync(file, saved); }
+  });
+
+  it('a start reads only the head: package info and files come from the index when first asked for, and never from an index written over it since', async () => {
+    const layer = paths[0];
+    const file = path.join(layer, BAKED_INDEX_FILE);
+    const saved = fs.readFileSync(file);
+    try {
+      const r = await readBakedIndex(layer, { validate: true });
+      expect(r.ok).to.equal(true);
+      if (!r.ok) return;
+      const [first, second] = r.packages.filter((p) => p.kind === 'directory');
+      expect(second.info.name).to.equal(second.name);
+      // the details after the head, damaged once the layer is read: only packages not asked for yet notice,
+      // and they fail rather than read whatever is at their offsets now
+      expect(bakedIndexHead(saved).map((p) => p.location)).to.deep.equal(r.packages.map((p) => path.relative(layer, p.source.location)));
+      const damaged = Buffer.from(saved);
+      const firstLine = damaged.indexOf(10) + 1;
+      const headEnd = firstLine + Number(damaged.toString('latin1', 0, firstLine - 1).split(' ')[1]);
+      damaged.fill(0x20, headEnd);
+      fs.writeFileSync(file, damaged);
+      expect(second.info.name).to.equal(second.name);
+      expect(second.source.file('manifest.yml')).to.not.equal(undefined);
+      expect(() => first.info).to.throw(new RegExp(`details of ${first.name}/${first.version} cannot be read: the index was written again`));
+    } finally { fs.writeFileSync(file, saved); }
+    // bake.js writes a new file in the old one's place: the same bytes, but not the file the head came from
+    const r = await readBakedIndex(layer, { validate: true });
+    if (!r.ok) throw new Error(r.reason);
+    const tmp = `${file}.tmp`;
+    fs.writeFileSync(tmp, saved);
+    fs.renameSync(tmp, file);
+    expect(() => r.packages[0].info).to.throw(/the index was written again since the server started/);
   });
 });

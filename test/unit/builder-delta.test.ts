@@ -156,11 +156,11 @@ describe('builder: delta layers', () => {
     expect(plan).to.deep.include({ added: 1, changed: 1, removed: 3 });
     const delta = after.deltaEntries(plan);
     const names = delta.map((e) => e.name);
-    expect(names).to.include.members(['packages/snapshot/b/1.0.0/.wh..wh..opq', 'packages/snapshot/a/.wh.2.0.0', 'packages/snapshot/.wh.c', 'packages/snapshot/.wh.z-1.0.0.zip', 'packages/snapshot/.epr-index.json']);
+    expect(names).to.include.members(['packages/snapshot/b/1.0.0/.wh..wh..opq', 'packages/snapshot/a/.wh.2.0.0', 'packages/snapshot/.wh.c', 'packages/snapshot/.wh.z-1.0.0.zip', 'packages/snapshot/.epr-index']);
     expect(names.some((n) => n.startsWith('packages/snapshot/a/1.0.0'))).to.equal(false);
     expect(apply(old, delta)).to.deep.equal(flatten(after.entries));
     // the delta's index is the full layer's
-    const index = (entries: TarEntry[]) => flatten(entries).get('packages/snapshot/.epr-index.json');
+    const index = (entries: TarEntry[]) => flatten(entries).get('packages/snapshot/.epr-index');
     expect(index(delta)).to.equal(index(after.entries));
   });
 });

@@ -204,11 +204,11 @@ describe('builder: max_layer_size', () => {
       for (const p of parts) expect(tarSize(p.entries), p.bound ?? 'index').to.be.at.most(cap);
       const files = (es: typeof c.entries) => es.filter((e) => e.type !== 'directory').map((e) => e.name).sort();
       const index = parts[parts.length - 1];
-      expect(files(index.entries)).to.deep.equal(['packages/production/.epr-index.json']);
+      expect(files(index.entries)).to.deep.equal(['packages/production/.epr-index']);
       // the index part's index is the whole layer's
-      const indexOf = (es: typeof c.entries) => (es.find((e) => e.name.endsWith('.epr-index.json')) as { data: Buffer }).data.toString();
+      const indexOf = (es: typeof c.entries) => (es.find((e) => e.name.endsWith('.epr-index')) as { data: Buffer }).data.toString();
       expect(indexOf(index.entries)).to.equal(indexOf(c.entries));
-      expect(parts.slice(0, -1).flatMap((p) => files(p.entries)).sort()).to.deep.equal(files(c.entries).filter((n) => !n.endsWith('.epr-index.json')));
+      expect(parts.slice(0, -1).flatMap((p) => files(p.entries)).sort()).to.deep.equal(files(c.entries).filter((n) => !n.endsWith('.epr-index')));
       // every link points inside its own part
       for (const p of parts) {
         const own = new Set(p.entries.map((e) => e.name));

@@ -287,7 +287,7 @@ describe('zip recipes', () => {
     const good = tmpDir('zr-resource-');
     for (const s of zipVersions('web', ['1.0.0', '1.1.0'])) await writeZipPackage(good, s);
     const { dir } = await builtLayer(good);
-    fs.rmSync(path.join(dir, '.epr-index.json'));
+    fs.rmSync(path.join(dir, '.epr-index'));
     const again = await builtLayer(dir);
     for (const v of ['1.0.0', '1.1.0']) {
       const p = (await loadPackagePath(again.dir, { validate: true })).packages.find((x) => x.version === v)!;
