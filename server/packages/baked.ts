@@ -165,15 +165,16 @@ function headOf(size: number, readAt: ReadAt): { packages: HeadEntry[]; detailsA
 }
 
 function readHead(file: string): { packages: HeadEntry[]; detailsAt: number; identity: string } | string {
-  const fd = fs.openSync(file, 'r');
+  let fd: number | undefined;
   try {
-    const st = fs.fstatSync(fd);
-    const head = headOf(st.size, (length, position) => readExactly(fd, length, position));
+    const opened = fd = fs.openSync(file, 'r');
+    const st = fs.fstatSync(opened);
+    const head = headOf(st.size, (length, position) => readExactly(opened, length, position));
     return typeof head === 'string' ? head : { ...head, identity: identity(st) };
   } catch (err) {
     return `unreadable baked index: ${(err as Error).message}`;
   } finally {
-    fs.closeSync(fd);
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }
 
@@ -199,8 +200,9 @@ function detailsOf(file: string, fileIdentity: string, at: number, entry: HeadEn
   let details: Details | undefined;
   return () => {
     if (details) return details;
-    const fd = fs.openSync(file, 'r');
+    let fd: number | undefined;
     try {
+      fd = fs.openSync(file, 'r');
       if (identity(fs.fstatSync(fd)) !== fileIdentity) throw new Error('the index was written again since the server started (restart it to serve the new one)');
       const d = JSON.parse(readExactly(fd, entry.details[1], at + entry.details[0]).toString('utf8')) as Details;
       if (d?.info?.name !== entry.facts.name || d.info.version !== entry.facts.version) throw new Error('they are not this package\'s');
@@ -208,7 +210,7 @@ function detailsOf(file: string, fileIdentity: string, at: number, entry: HeadEn
     } catch (err) {
       throw new Error(`baked index ${file}: the details of ${entry.location} cannot be read: ${(err as Error).message}`);
     } finally {
-      fs.closeSync(fd);
+      if (fd !== undefined) fs.closeSync(fd);
     }
     return details;
   };
