@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type net from 'node:net';
-import { fileReplyFor, replyFor, type CachedAnswer, type FileAnswer, type FileReply, type Reply, type ResponseCache } from './response-cache.js';
+import { fileReplyFor, replyFor, type CachedAnswer, type ResponseCache } from './response-cache.js';
 import type { AccessRecord } from '../logger.js';
 
 /**
@@ -100,25 +100,15 @@ export function parseHead(text: string): ParsedHead | undefined {
   return host ? head : undefined;
 }
 
-function headStart(reply: Reply): string {
-  let s = `HTTP/1.1 ${reply.status} ${http.STATUS_CODES[reply.status]}\r\n`;
-  for (const [name, value] of reply.headers()) s += `${name}: ${value}\r\n`;
-  return s;
+/** What a response head is made from: the reply's status and headers (a value given as a list is one line each). */
+interface HeadOf {
+  status: number;
+  /** the same head for every request with this key; none: made for this request alone */
+  key: string | undefined;
+  headers(): Iterable<[string, string | number | string[]]>;
 }
 
-/** The response head Node writes for this reply of this answer on a kept-alive connection. */
-export function replyHead(a: CachedAnswer, reply: Reply, keepAliveSeconds: number): string {
-  let start: string;
-  if (reply.key === undefined) start = headStart(reply);
-  else {
-    a.heads ??= new Map();
-    start = a.heads.get(reply.key) ?? '';
-    if (!start) a.heads.set(reply.key, start = headStart(reply));
-  }
-  return `${start}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
-}
-
-function fileHeadStart(reply: FileReply): string {
+function headStart(reply: HeadOf): string {
   let s = `HTTP/1.1 ${reply.status} ${http.STATUS_CODES[reply.status]}\r\n`;
   for (const [name, value] of reply.headers()) {
     if (Array.isArray(value)) for (const v of value) s += `${name}: ${v}\r\n`;
@@ -127,14 +117,18 @@ function fileHeadStart(reply: FileReply): string {
   return s;
 }
 
-/** The head Node writes for this reply of a file answer (the route's headers as it set them), on a kept-alive connection. */
-export function fileHead(a: FileAnswer, reply: FileReply, keepAliveSeconds: number): string {
+/**
+ * The response head Node writes for this reply of this answer (a ready JSON
+ * answer or a file answer) on a kept-alive connection; the part before Date
+ * is made once per reply key and kept with the answer.
+ */
+export function replyHead(a: { heads?: Map<string, string> }, reply: HeadOf, keepAliveSeconds: number): string {
   let start: string;
-  if (reply.key === undefined) start = fileHeadStart(reply);
+  if (reply.key === undefined) start = headStart(reply);
   else {
     a.heads ??= new Map();
     start = a.heads.get(reply.key) ?? '';
-    if (!start) a.heads.set(reply.key, start = fileHeadStart(reply));
+    if (!start) a.heads.set(reply.key, start = headStart(reply));
   }
   return `${start}Date: ${httpDate()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${keepAliveSeconds}\r\n\r\n`;
 }
@@ -206,7 +200,7 @@ export function fastConnection(socket: net.Socket, o: FastPathOptions): void {
         if (reply.body && reply.body.length > 0) socket.write(reply.body);
       } else {
         status = fileReply!.status;
-        socket.write(fileHead(file!, fileReply!, keepAliveSeconds), 'latin1');
+        socket.write(replyHead(file!, fileReply!, keepAliveSeconds), 'latin1');
         const range = fileReply!.range;
         if (range) {
           const body = file!.bytes.body!;

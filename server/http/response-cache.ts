@@ -4,8 +4,9 @@ import zlib from 'node:zlib';
 import type http from 'node:http';
 import { HttpError } from './errors.js';
 import { sendError } from './respond.js';
-import { parseRange } from './serve-file.js';
-import { openFile, sendFileBody, sendPiecesBody, type BodyPiece } from './send-file.js';
+import { fileNotModified, parseRange } from './serve-file.js';
+import { openFile, sendFileBody, sendPiecesBody } from './send-file.js';
+import type { BytePiece } from '../packages/zip-recipe.js';
 
 /**
  * Ready-made answers for the JSON routes. The package index never changes
@@ -43,7 +44,7 @@ export interface FileBytes {
   file: string;
   size: number;
   /** where bytes [start, end] (inclusive) are kept, when they are not the file itself */
-  pieces?: (start: number, end: number) => BodyPiece[];
+  pieces?: (start: number, end: number) => BytePiece[];
   /** all the bytes, once read (within the cache's budget): one write, no file reads */
   body?: Buffer;
   /** the cache's clock when last asked for, and how often since registered */
@@ -60,7 +61,7 @@ export function fileBytes(file: string, size: number, pieces?: FileBytes['pieces
 }
 
 /** The pieces of bytes [start, end] of these bytes, as they are now. */
-export function piecesOf(b: FileBytes, start: number, end: number): BodyPiece[] {
+export function piecesOf(b: FileBytes, start: number, end: number): BytePiece[] {
   if (b.body) return [{ data: b.body.subarray(start, end + 1) }];
   return b.pieces ? b.pieces(start, end) : [{ file: b.file, from: start, to: end + 1 }];
 }
@@ -124,15 +125,6 @@ export interface FileReply {
   range: { start: number; end: number } | undefined;
 }
 
-/** serveFile's rule: If-None-Match against the ETag, else If-Modified-Since (whole seconds) against the file's time. */
-function storedNotModified(s: StoredFile, r: AnswerRequest): boolean {
-  if (r.ifNoneMatch) return etagMatches(r.ifNoneMatch, s.etag);
-  if (!r.ifModifiedSince) return false;
-  const since = Date.parse(r.ifModifiedSince);
-  if (Number.isNaN(since)) return false;
-  return Math.floor(s.mtime.getTime() / 1000) * 1000 <= since;
-}
-
 /**
  * What a file answer sends for a request, the same for both writers:
  * undefined when the route must answer it (a made zip asked for with HEAD),
@@ -143,7 +135,7 @@ export function fileReplyFor(a: FileAnswer, r: AnswerRequest): FileReply | 'unsa
   const head = r.method === 'HEAD';
   const s = a.stored;
   if (!s) return r.method === 'GET' ? { status: 200, key: '200', headers: () => a.headers, range: { start: 0, end: size - 1 } } : undefined;
-  if (storedNotModified(s, r)) return { status: 304, key: '304', headers: () => storedBase(s), range: undefined };
+  if (fileNotModified(r.ifNoneMatch, r.ifModifiedSince, s.mtime, s.etag)) return { status: 304, key: '304', headers: () => storedBase(s), range: undefined };
   const range = parseRange(r.range, size);
   if (range === 'unsatisfiable') return range;
   if (range) {

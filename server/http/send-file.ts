@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type http from 'node:http';
+import type { BytePiece } from '../packages/zip-recipe.js';
 
 /**
  * Writing a file's bytes to a response without a stream per request. A read
@@ -36,8 +37,6 @@ export function sendFileBody(res: http.ServerResponse, fd: number, start: number
   return pump(res, fd, start, end, true).then(() => undefined);
 }
 
-/** Bytes of a body where they are kept: `data` itself, or bytes [from, to) of `file`. */
-export type BodyPiece = { data: Buffer; file?: undefined } | { data?: undefined; file: string; from: number; to: number };
 
 /**
  * Writes the pieces, in order, as the body of `res` and ends it: buffers as
@@ -45,7 +44,7 @@ export type BodyPiece = { data: Buffer; file?: undefined } | { data?: undefined;
  * at a time). Settles like sendFileBody; a file that cannot be opened after
  * the head is out destroys the response, as a failed read does.
  */
-export async function sendPiecesBody(res: http.ServerResponse, pieces: BodyPiece[]): Promise<void> {
+export async function sendPiecesBody(res: http.ServerResponse, pieces: BytePiece[]): Promise<void> {
   for (let i = 0; i < pieces.length; i++) {
     const p = pieces[i];
     const last = i === pieces.length - 1;

@@ -55,13 +55,16 @@ export function fileEtag(size: number, mtime: Date, mtimeNs?: bigint): string {
   return `"${size.toString(16)}-${(mtimeNs ?? BigInt(mtime.getTime()) * 1_000_000n).toString(16)}"`;
 }
 
-function notModified(req: Request, mtime: Date | undefined, etag: string | undefined): boolean {
-  if (etag && req.headers['if-none-match']) return etagMatches(req.headers['if-none-match'], etag);
-  const ims = req.headers['if-modified-since'];
-  if (!ims || !mtime || req.headers['if-none-match']) return false;
-  const since = Date.parse(ims);
+/**
+ * A file's 304 rule, for every writer of files: If-None-Match against the
+ * ETag; without it, If-Modified-Since against the file's time (in whole
+ * seconds, as HTTP dates have them).
+ */
+export function fileNotModified(ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, mtime: Date | undefined, etag: string | undefined): boolean {
+  if (ifNoneMatch) return etag !== undefined && etagMatches(ifNoneMatch, etag);
+  if (!ifModifiedSince || !mtime) return false;
+  const since = Date.parse(ifModifiedSince);
   if (Number.isNaN(since)) return false;
-  // HTTP dates have whole seconds
   return Math.floor(mtime.getTime() / 1000) * 1000 <= since;
 }
 
@@ -70,7 +73,7 @@ export async function serveFile(req: Request, res: Response, s: Servable, cacheS
   res.setHeader('Accept-Ranges', 'bytes');
   if (s.mtime) res.setHeader('Last-Modified', s.mtime.toUTCString());
   if (s.etag) res.setHeader('ETag', s.etag);
-  if (notModified(req, s.mtime, s.etag)) {
+  if (fileNotModified(req.headers['if-none-match'], req.headers['if-modified-since'], s.mtime, s.etag)) {
     res.statusCode = 304;
     res.end();
     return;

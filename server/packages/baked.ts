@@ -4,6 +4,7 @@ import semver from 'semver';
 import { DirectorySource, relativePath, ZipSource, type PackageFile } from './source.js';
 import { Package, PackageLoadError, type LoadOptions } from './package.js';
 import { scanPackagePath } from './scan.js';
+import { readUpTo } from './read-range.js';
 import type { PackageFacts } from './manifest.js';
 import type { JsonObject } from './fields.js';
 
@@ -117,14 +118,22 @@ export function writeBakedIndex(root: string, packages: Package[]): string {
 }
 
 /** The package a baked entry describes, without reading its manifests (a zip's entry list is read). */
-export async function packageFromBaked(root: string, b: BakedPackage): Promise<Package> {
-  const abs = path.join(root, ...b.location.split('/'));
-  const version = semver.parse(b.facts.version);
-  if (!version) throw new Error(`invalid version ${b.facts.version}`);
-  const source = b.kind === 'zip'
-    ? await ZipSource.open(abs, root)
-    : new DirectorySource(abs, (b.files ?? []).map((f): PackageFile => ({ path: f.path, size: f.size })));
-  return new Package(source, b.facts, version, b.summary, b.info, b.signature ? `${abs}.sig` : undefined);
+export function packageFromBaked(root: string, b: BakedPackage): Promise<Package> {
+  return packageAt(root, b, b.info, (b.files ?? []).map((f): PackageFile => ({ path: f.path, size: f.size })));
+}
+
+/** The package at `e.location` of `root` with these documents; `info` and `files` may say how to read them later. */
+async function packageAt(
+  root: string,
+  e: Pick<BakedPackage, 'location' | 'kind' | 'facts' | 'summary' | 'signature'>,
+  info: JsonObject | (() => JsonObject),
+  files: PackageFile[] | (() => PackageFile[]),
+): Promise<Package> {
+  const abs = path.join(root, ...e.location.split('/'));
+  const version = semver.parse(e.facts.version);
+  if (!version) throw new Error(`invalid version ${e.facts.version}`);
+  const source = e.kind === 'zip' ? await ZipSource.open(abs, root) : new DirectorySource(abs, files);
+  return new Package(source, e.facts, version, e.summary, info, e.signature ? `${abs}.sig` : undefined);
 }
 
 export type BakedResult =
@@ -133,13 +142,8 @@ export type BakedResult =
 
 /** `length` bytes of `fd` from `position`, all of them. */
 function readExactly(fd: number, length: number, position: number): Buffer {
-  const buf = Buffer.allocUnsafe(length);
-  let got = 0;
-  while (got < length) {
-    const n = fs.readSync(fd, buf, got, length - got, position + got);
-    if (n === 0) throw new Error('the file ends early');
-    got += n;
-  }
+  const buf = readUpTo(fd, length, position);
+  if (buf.length < length) throw new Error('the file ends early');
   return buf;
 }
 
@@ -217,15 +221,9 @@ function detailsOf(file: string, fileIdentity: string, at: number, entry: HeadEn
 }
 
 /** The package a head entry describes; its info and file list are read when first asked for. */
-async function packageFromHead(root: string, file: string, fileIdentity: string, detailsAt: number, e: HeadEntry): Promise<Package> {
-  const abs = path.join(root, ...e.location.split('/'));
-  const version = semver.parse(e.facts.version);
-  if (!version) throw new Error(`invalid version ${e.facts.version}`);
+function packageFromHead(root: string, file: string, fileIdentity: string, detailsAt: number, e: HeadEntry): Promise<Package> {
   const details = detailsOf(file, fileIdentity, detailsAt, e);
-  const source = e.kind === 'zip'
-    ? await ZipSource.open(abs, root)
-    : new DirectorySource(abs, () => (details().files ?? []).map(([p, size]): PackageFile => ({ path: p, size })));
-  return new Package(source, e.facts, version, e.summary, () => details().info, e.signature ? `${abs}.sig` : undefined);
+  return packageAt(root, e, () => details().info, () => (details().files ?? []).map(([p, size]): PackageFile => ({ path: p, size })));
 }
 
 /** Reads a layer's baked index; says why when it is missing or no longer matches the layer. */

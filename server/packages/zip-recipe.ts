@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import yauzl from 'yauzl';
+import { readUpTo } from './read-range.js';
 
 /**
  * Zip recipes: a zip package kept as the bytes that make it up rather than
@@ -148,11 +149,11 @@ export interface ZipArchive {
   /** where bytes [start, start + length) are kept as they are in a file, when they are (the builder writes them from there) */
   locate(start: number, length: number): { file: string; offset: number } | undefined;
   /** where bytes [start, end] inclusive are, in order: slices of buffers held already, or ranges of files (a download is written from them without a stream) */
-  pieces(start: number, end: number): ArchivePiece[];
+  pieces(start: number, end: number): BytePiece[];
 }
 
-/** Bytes of a zip where they are kept: `data` itself, or bytes [from, to) of `file`. */
-export type ArchivePiece = { data: Buffer; file?: undefined; from: 0; to: number } | { data?: undefined; file: string; from: number; to: number };
+/** Bytes where they are kept: `data` itself, or bytes [from, to) of `file` (a zip's, and the body of an answer written from them). */
+export type BytePiece = { data: Buffer; file?: undefined } | { data?: undefined; file: string; from: number; to: number };
 
 class PlainZip implements ZipArchive {
   readonly recipe = false;
@@ -164,19 +165,14 @@ class PlainZip implements ZipArchive {
     return new Promise((resolve, reject) => yauzl.open(this.file, options, (err, zip) => (err || !zip ? reject(err ?? new Error('unknown error')) : resolve(zip))));
   }
   locate(start: number): { file: string; offset: number } { return { file: this.file, offset: start }; }
-  pieces(start: number, end: number): ArchivePiece[] { return end < start ? [] : [{ file: this.file, from: start, to: Math.min(end + 1, this.size) }]; }
+  pieces(start: number, end: number): BytePiece[] { return end < start ? [] : [{ file: this.file, from: start, to: Math.min(end + 1, this.size) }]; }
 }
 
 function readFileRange(file: string, position: number, length: number): Buffer {
   const fd = fs.openSync(file, 'r');
   try {
-    const out = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, out, done, length - done, position + done);
-      if (n === 0) throw new RecipeError(`${file} ended before ${position + length} bytes`);
-      done += n;
-    }
+    const out = readUpTo(fd, length, position);
+    if (out.length < length) throw new RecipeError(`${file} ended before ${position + length} bytes`);
     return out;
   } finally {
     fs.closeSync(fd);
@@ -262,8 +258,8 @@ class RecipeZip implements ZipArchive {
     return Readable.from(bytes(), { objectMode: false });
   }
 
-  pieces(start: number, end: number): ArchivePiece[] {
-    return [...this.slices(start, Math.min(end + 1, this.size))].map((p) => (p.data ? { data: p.data.subarray(p.from, p.to), from: 0 as const, to: p.to - p.from } : { file: p.file!, from: p.from, to: p.to }));
+  pieces(start: number, end: number): BytePiece[] {
+    return [...this.slices(start, Math.min(end + 1, this.size))].map((p) => (p.data ? { data: p.data.subarray(p.from, p.to) } : { file: p.file!, from: p.from, to: p.to }));
   }
 
   readSync(position: number, length: number): Buffer {
